@@ -1,0 +1,80 @@
+"""What the sans-IO call core asks its Trio adapters to do.
+
+The core never performs I/O: each handler returns a list of these actions, executed in
+order by the task that called it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+@dataclass(frozen=True, slots=True)
+class SendUpstream:
+    """Send one client event to the Realtime API."""
+
+    event: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WakeTx:
+    """The TX writer has something new to send (or to stop waiting for)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    """End the whole call; ``reason`` goes into the ``CALL_END`` line."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """One log record with a readable tag (``BARGE_IN``, ``TX_FLUSH``, ...)."""
+
+    level: LogLevel
+    tag: str
+    message: str
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Truncation:
+    item_id: str
+    audio_end_ms: int
+    received_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BargeIn:
+    """A barge-in step list, executed in this order by the task that received the trigger.
+
+    1. ``clear`` (when not ``None``) is written to Twilio: what matters is what has not been
+       *played*, so it is sent even when all audio was already *sent*;
+    2. the local TX queue was already flushed by the core (``flushed_*`` say how much);
+    3. ``upstream`` events go out in order: ``response.cancel``, then one
+       ``conversation.item.truncate`` or ``conversation.item.delete`` per assistant item;
+    4. the adapter logs one ``BARGE_IN`` record with the timings of each step.
+    """
+
+    trigger: Literal["server", "local", "confirmed"]
+    detected_at: float
+    """Trio time (s) the trigger was received."""
+    clear: str | None
+    flushed_frames: int
+    flushed_ms: int
+    unplayed_at_twilio_ms: int
+    """Audio already sent but not yet played at Twilio, dropped by the clear (estimate)."""
+    upstream: tuple[Mapping[str, Any], ...]
+    cancelled_response_ids: tuple[str, ...]
+    truncations: tuple[Truncation, ...]
+    deleted_item_ids: tuple[str, ...]
+    held: bool
+    """Local fast path: unplayed audio is held, not dropped, until the server confirms."""
+
+
+Action = SendUpstream | WakeTx | EndCall | Log | BargeIn

@@ -1,0 +1,308 @@
+"""Playout accounting: what the caller has actually heard, and pacing toward Twilio.
+
+**Queue and frames.** AI audio (μ-law, 8 bytes/ms) is re-framed per assistant item into
+frames of ``frame_bytes`` (a frame never spans two items) and queued locally. The TX writer
+sends a frame and then a ``mark`` named ``g<generation>:m<seq>:<item_id>``
+(:mod:`bridge.core.marks`). A frame is *in flight* from its send until its mark echoes.
+
+**Heard rule.** Twilio echoes a mark when playback passes it, so an echoed mark of the
+current generation means its frame was played in full: ``heard_bytes(item)`` becomes the
+end offset of that frame in the item. Marks echoed because of a ``clear`` carry an older
+generation (the generation is bumped at every clear) and are never counted as played.
+Between echoes, the frame at the head of the in-flight queue is playing: it started at
+``max(last echo, its send time)`` and ``8 × elapsed ms`` bytes of it are counted, capped at
+its length. At a ``clear`` that partial count is frozen into the item. The heard position
+is therefore never more than what was received for the item, and its error is at most one
+frame (the partial estimate is off by the mark echo's network delay, which shortens the
+estimate: the model may repeat a few words rather than assume words the caller never heard).
+
+**Pacing.** :class:`Pacer` keeps Twilio's buffer only ``lead_ms`` ahead of real time, so a
+barge-in leaves at most ``lead_ms`` of unplayed audio at Twilio even before the ``clear``
+lands, and the local flush drops the rest.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from bridge.core.marks import MarkName, parse_mark_name
+
+BYTES_PER_MS = 8
+BYTES_PER_S = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundFrame:
+    response_id: str
+    item_id: str
+    payload: bytes
+    item_offset: int
+    """Byte offset of ``payload[0]`` within the item's audio."""
+
+    @property
+    def end_offset(self) -> int:
+        return self.item_offset + len(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class SentFrame:
+    frame: OutboundFrame
+    mark: MarkName
+    sent_at: float
+    """Trio time (s) the frame was handed to Twilio."""
+
+
+@dataclass(slots=True)
+class ItemPlayout:
+    item_id: str
+    response_id: str
+    received_bytes: int = 0
+    heard_bytes: int = 0
+    """Confirmed by marks, plus the partial of a frame stopped by a clear."""
+    audio_done: bool = False
+
+    @property
+    def received_ms(self) -> int:
+        return self.received_bytes // BYTES_PER_MS
+
+
+class MarkOutcome(Enum):
+    PLAYED = "played"
+    CLEARED = "cleared"
+    """Echo of a mark from an older generation: its audio was cleared, not played."""
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ClearResult:
+    generation: int
+    """The new generation: frames sent from now on carry it."""
+    unplayed: tuple[OutboundFrame, ...]
+    """In-flight audio Twilio will not play, in order; the first may be a frame's tail."""
+
+    @property
+    def unplayed_bytes(self) -> int:
+        return sum(len(f.payload) for f in self.unplayed)
+
+
+@dataclass(slots=True)
+class Pacer:
+    """Sends just ahead of real time: Twilio holds at most ``lead_ms`` of unplayed audio."""
+
+    lead_ms: float
+    play_end_at: float = 0.0
+    """Trio time (s) at which all audio sent so far will have played (estimate)."""
+
+    def ahead_ms(self, now: float) -> float:
+        return max(0.0, (self.play_end_at - now) * 1000.0)
+
+    def ready_at(self, now: float, frame_ms: float) -> float:
+        """Earliest time the next frame of ``frame_ms`` may be sent."""
+        return max(now, self.play_end_at - max(0.0, self.lead_ms - frame_ms) / 1000.0)
+
+    def play_start_for_next(self, now: float) -> float:
+        """When a frame sent at ``now`` starts playing (estimate)."""
+        return max(now, self.play_end_at)
+
+    def on_sent(self, now: float, frame_ms: float) -> None:
+        self.play_end_at = max(self.play_end_at, now) + frame_ms / 1000.0
+
+    def on_clear(self, now: float) -> None:
+        self.play_end_at = now
+
+
+@dataclass(slots=True)
+class PlayoutLedger:
+    """Local TX queue, in-flight frames, and the heard position of each assistant item."""
+
+    frame_bytes: int
+    max_queued_frames: int
+    max_items: int = 32
+    generation: int = 0
+    next_seq: int = 0
+    last_ack_at: float | None = None
+    queue: deque[OutboundFrame] = field(default_factory=deque)
+    in_flight: deque[SentFrame] = field(default_factory=deque)
+    items: dict[str, ItemPlayout] = field(default_factory=dict)
+    _partial: dict[str, bytearray] = field(default_factory=dict)
+
+    # -- audio from the model -------------------------------------------------------------
+
+    def add_audio(self, response_id: str, item_id: str, audio: bytes) -> int:
+        """Queue ``audio`` of an item in whole frames; returns frames dropped (queue full).
+
+        Full policy: real-time audio drops the *oldest* queued frames and counts them.
+        """
+        item = self._item(response_id, item_id)
+        offset = item.received_bytes - len(self._partial.get(item_id, b""))
+        item.received_bytes += len(audio)
+        pending = self._partial.setdefault(item_id, bytearray())
+        pending += audio
+        whole = len(pending) - len(pending) % self.frame_bytes
+        for start in range(0, whole, self.frame_bytes):
+            chunk = bytes(pending[start : start + self.frame_bytes])
+            self.queue.append(OutboundFrame(response_id, item_id, chunk, offset + start))
+        del pending[:whole]
+        dropped = 0
+        while len(self.queue) > self.max_queued_frames:
+            self.queue.popleft()
+            dropped += 1
+        return dropped
+
+    def audio_done(self, item_id: str) -> None:
+        """The item's audio is complete: queue its last, shorter frame."""
+        item = self.items.get(item_id)
+        if item is None:
+            return
+        item.audio_done = True
+        tail = self._partial.pop(item_id, bytearray())
+        if tail:
+            offset = item.received_bytes - len(tail)
+            self.queue.append(OutboundFrame(item.response_id, item_id, bytes(tail), offset))
+        self._retire_if_heard(item)
+
+    def _item(self, response_id: str, item_id: str) -> ItemPlayout:
+        item = self.items.get(item_id)
+        if item is None:
+            item = self.items[item_id] = ItemPlayout(item_id, response_id)
+            while len(self.items) > self.max_items:
+                oldest = next(iter(self.items))
+                del self.items[oldest]
+                self._partial.pop(oldest, None)
+        return item
+
+    def track_item(self, response_id: str, item_id: str) -> None:
+        """Know an assistant item before its first audio (``response.output_item.added``)."""
+        self._item(response_id, item_id)
+
+    # -- sending and echoes ---------------------------------------------------------------
+
+    def pop_frame(self) -> OutboundFrame | None:
+        return self.queue.popleft() if self.queue else None
+
+    def peek_frame(self) -> OutboundFrame | None:
+        return self.queue[0] if self.queue else None
+
+    def on_sent(self, frame: OutboundFrame, now: float) -> MarkName:
+        mark = MarkName(self.generation, self.next_seq, frame.item_id)
+        self.next_seq += 1
+        self.in_flight.append(SentFrame(frame, mark, now))
+        return mark
+
+    def on_mark(self, name: str, now: float) -> MarkOutcome:
+        mark = parse_mark_name(name)
+        if mark is None:
+            return MarkOutcome.UNKNOWN
+        if mark.generation != self.generation:
+            return MarkOutcome.CLEARED
+        if not any(sent.mark.seq == mark.seq for sent in self.in_flight):
+            return MarkOutcome.UNKNOWN
+        # Echoes arrive in buffer order; an earlier frame whose echo is missing was played too.
+        while self.in_flight:
+            sent = self.in_flight.popleft()
+            item = self.items.get(sent.frame.item_id)
+            if item is not None:
+                item.heard_bytes = max(item.heard_bytes, sent.frame.end_offset)
+            if sent.mark.seq == mark.seq:
+                break
+        self.last_ack_at = now
+        for item in list(self.items.values()):
+            self._retire_if_heard(item)
+        return MarkOutcome.PLAYED
+
+    def _retire_if_heard(self, item: ItemPlayout) -> None:
+        if item.audio_done and item.heard_bytes >= item.received_bytes:
+            del self.items[item.item_id]
+
+    # -- what was heard -------------------------------------------------------------------
+
+    def _head_partial(self, now: float) -> tuple[SentFrame, int] | None:
+        if not self.in_flight:
+            return None
+        head = self.in_flight[0]
+        started = max(head.sent_at, self.last_ack_at if self.last_ack_at is not None else 0.0)
+        played = int((now - started) * BYTES_PER_S)
+        return head, max(0, min(len(head.frame.payload), played))
+
+    def heard_bytes(self, item_id: str, now: float) -> int:
+        """Bytes of the item the caller has heard by ``now``, at most what was received."""
+        item = self.items.get(item_id)
+        if item is None:
+            return 0
+        heard = item.heard_bytes
+        head = self._head_partial(now)
+        if head is not None and head[0].frame.item_id == item_id:
+            heard = max(heard, head[0].frame.item_offset + head[1])
+        return min(heard, item.received_bytes)
+
+    @property
+    def playing(self) -> bool:
+        """Audio sent to Twilio is not yet confirmed played (unacknowledged marks)."""
+        return bool(self.in_flight)
+
+    @property
+    def has_queued(self) -> bool:
+        return bool(self.queue) or any(self._partial.values())
+
+    def queued_ms(self) -> int:
+        return sum(len(f.payload) for f in self.queue) // BYTES_PER_MS
+
+    # -- barge-in -------------------------------------------------------------------------
+
+    def clear(self, now: float) -> ClearResult:
+        """Twilio ``clear`` was decided at ``now``: freeze heard positions, bump generation."""
+        unplayed: list[OutboundFrame] = []
+        head = self._head_partial(now)
+        if head is not None:
+            sent, played = head
+            item = self.items.get(sent.frame.item_id)
+            if item is not None:
+                item.heard_bytes = max(item.heard_bytes, sent.frame.item_offset + played)
+            if played < len(sent.frame.payload):
+                frame = sent.frame
+                unplayed.append(
+                    OutboundFrame(
+                        frame.response_id,
+                        frame.item_id,
+                        frame.payload[played:],
+                        frame.item_offset + played,
+                    )
+                )
+            unplayed.extend(s.frame for s in list(self.in_flight)[1:])
+        self.in_flight.clear()
+        self.generation += 1
+        self.last_ack_at = None
+        return ClearResult(self.generation, tuple(unplayed))
+
+    def flush_queue(self) -> list[OutboundFrame]:
+        """Empty the local queue (and partial frames); returns what was dropped, in order."""
+        flushed = list(self.queue)
+        self.queue.clear()
+        for item_id, tail in self._partial.items():
+            item = self.items.get(item_id)
+            if tail and item is not None:
+                flushed.append(
+                    OutboundFrame(
+                        item.response_id, item_id, bytes(tail), item.received_bytes - len(tail)
+                    )
+                )
+        self._partial.clear()
+        return flushed
+
+    def hold(self, now: float) -> tuple[ClearResult, list[OutboundFrame]]:
+        """Stop playout but keep the unplayed audio: (clear result, frames held in order)."""
+        cleared = self.clear(now)
+        held = list(cleared.unplayed) + list(self.queue)
+        self.queue.clear()
+        return cleared, held
+
+    def resume(self, held: list[OutboundFrame]) -> None:
+        """Put held frames back at the front of the queue, in order."""
+        self.queue.extendleft(reversed(held))
+
+    def finalize(self, item_id: str) -> None:
+        """Forget an item (truncated or deleted upstream)."""
+        self.items.pop(item_id, None)
+        self._partial.pop(item_id, None)

@@ -1,0 +1,156 @@
+"""The bridge process: hypercorn's trio worker on one port, the embedded upstream if needed.
+
+:func:`run_bridge` is also the library entry point for Trio integration tests::
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(run_bridge, config)
+        ...  # connect a caller to server.media_url, look calls up in server.registry
+        server.shutdown()
+
+Shutdown is graceful: ``/readyz`` turns 503, new streams are refused (1013), hypercorn
+stops accepting and gives open calls ``GRACEFUL_S``; calls still open then are cancelled,
+and each ends through its normal cleanup (``CALL_END reason=server_shutdown``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from bridge.config import BridgeConfig
+from bridge.logs import log_tagged
+from bridge.runtime.asgi import BridgeApp
+from bridge.runtime.hangup import TwilioRest
+from bridge.runtime.metrics import Metrics
+from bridge.runtime.registry import CallRegistry
+from bridge.runtime.services import Services
+from bridge.sim.upstream import SimUpstream
+
+if TYPE_CHECKING:
+    from hypercorn.typing import Framework
+
+GRACEFUL_S = 10.0
+TWILIO_MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeServer:
+    """A running bridge: where it listens, its live calls, and how to stop it."""
+
+    host: str
+    port: int
+    services: Services
+    _stop: trio.Event
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def media_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/twilio/media"
+
+    @property
+    def registry(self) -> CallRegistry:
+        return self.services.registry
+
+    def shutdown(self) -> None:
+        self.services.draining = True
+        self._stop.set()
+
+
+def _hypercorn_config(config: BridgeConfig) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [f"{config.host}:{config.port}"]
+    hc.graceful_timeout = GRACEFUL_S
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.websocket_max_message_size = TWILIO_MAX_MESSAGE_BYTES
+    return hc
+
+
+async def run_bridge(
+    config: BridgeConfig, *, task_status: trio.TaskStatus[BridgeServer] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve until :meth:`BridgeServer.shutdown` (or cancellation)."""
+    if config.uses_embedded_upstream:
+        log_tagged(
+            "INFO",
+            "BRIDGE_START",
+            "no OPENAI_API_KEY and no OPENAI_REALTIME_URL: starting the embedded simulated "
+            "Realtime upstream in-process (no network, no keys)",
+        )
+    else:
+        log_tagged("INFO", "BRIDGE_START", f"upstream {config.realtime_url}")
+    rest_auth = (
+        (config.twilio_account_sid or "", config.twilio_auth_token.reveal())
+        if config.twilio_auth_token is not None
+        else None
+    )
+    async with (
+        httpx.AsyncClient(
+            base_url=config.twilio_api_base_url,
+            auth=rest_auth,
+            timeout=httpx.Timeout(2.0, connect=1.0),
+            limits=httpx.Limits(max_connections=20),
+        ) as http,
+        trio.open_nursery() as nursery,
+    ):
+        upstream_url = config.realtime_url
+        if config.uses_embedded_upstream:
+            sim = SimUpstream()
+            upstream_url = await nursery.start(sim.serve)
+            log_tagged("INFO", "SIM_UPSTREAM", f"embedded simulated upstream at {upstream_url}")
+        rest = (
+            TwilioRest(http, config.twilio_account_sid or "", config.fallback_message)
+            if config.twilio_rest_enabled
+            else None
+        )
+        services = Services(config, upstream_url, CallRegistry(), Metrics(), rest)
+        stop = trio.Event()
+
+        async def serve_then_stop(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            # BridgeApp speaks plain ASGI dicts; hypercorn's typing wants its TypedDicts.
+            app = cast("Framework", BridgeApp(services))
+            await serve(
+                app,
+                _hypercorn_config(config),
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+            nursery.cancel_scope.cancel()
+
+        binds: list[str] = await nursery.start(serve_then_stop)
+        bound = urlsplit(binds[0])
+        host = bound.hostname or config.host
+        server = BridgeServer(host, bound.port or config.port, services, stop)
+        log_tagged(
+            "INFO",
+            "BRIDGE_READY",
+            f"listening on {server.base_url} (webhook POST /twilio/voice, stream /twilio/media)",
+        )
+        task_status.started(server)
+
+
+async def serve_until_signal(config: BridgeConfig) -> None:
+    """``bridge serve``: run until SIGTERM/SIGINT, then drain gracefully."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            server: BridgeServer = await nursery.start(run_bridge, config)
+            async for signum in signals:
+                log_tagged(
+                    "INFO",
+                    "BRIDGE_DRAIN",
+                    f"{signal.Signals(signum).name}: refusing new calls, "
+                    f"open calls get {GRACEFUL_S:g} s",
+                )
+                server.shutdown()
+                break
