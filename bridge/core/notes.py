@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 DEFAULT_NEGATIONS: tuple[str, ...] = (
@@ -88,4 +88,4 @@ class NoteBook:
         waiting, self.awaiting_confirmation = self.awaiting_confirmation, []
         if self.is_plain_negation(transcript):
             return [], waiting
-        return waiting, []
+        return [replace(note, awaits_confirmation=False) for note in waiting], []
