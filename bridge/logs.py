@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 _TEXT_FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
-    "<cyan>{extra[call_label]}</cyan>{message}\n{exception}"
+    "<cyan>{extra[call_label]}</cyan>{message}"
 )
 
 

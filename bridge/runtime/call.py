@@ -307,9 +307,11 @@ async def _call_limit(io: CallIO) -> None:
 async def _run(io: CallIO) -> None:
     config = io.services.config
     upstream: Upstream | None = None
-    with io.scope:
-        async with trio.open_nursery() as connection_nursery:
-            try:
+    # The connection nursery (trio-websocket's reader) is outside the call's cancel scope:
+    # ending the call must not kill the reader that processes the peer's close reply.
+    async with trio.open_nursery() as connection_nursery:
+        try:
+            with io.scope:
                 async with trio.open_nursery() as call:
                     call.start_soon(_twilio_reader, io, name=f"twilio_reader:{io.core.call_sid}")
                     try:
@@ -334,14 +336,14 @@ async def _run(io: CallIO) -> None:
                     if not io.session_ready.is_set():
                         waited_s = config.session_timeout_s
                         io.end(f"openai_session_timeout no session.updated in {waited_s:g}s")
-            finally:
-                # Step 2 of cleanup (step 1, stop audio, is the call nursery being done):
-                # close the OpenAI socket, bounded; a stalled peer gets no grace period.
-                if upstream is not None:
-                    stalled = (io.end_reason or "").startswith("openai_stall")
-                    with trio.move_on_after(0 if stalled else UPSTREAM_CLOSE_S, shield=True):
-                        await upstream.aclose()
-                connection_nursery.cancel_scope.cancel()
+        finally:
+            # Step 2 of cleanup (step 1, stop audio, is the call nursery being done):
+            # close the OpenAI socket, bounded; a stalled peer gets no grace period.
+            if upstream is not None:
+                stalled = (io.end_reason or "").startswith("openai_stall")
+                with trio.move_on_after(0 if stalled else UPSTREAM_CLOSE_S, shield=True):
+                    await upstream.aclose()
+            connection_nursery.cancel_scope.cancel()
 
 
 def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
