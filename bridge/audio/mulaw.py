@@ -51,7 +51,7 @@ def _encode_int32(samples: npt.NDArray[np.int32], negative: npt.NDArray[np.bool_
     exponent = np.clip(np.floor(np.log2(magnitude)).astype(np.int32) - 7, 0, 7)
     mantissa = (magnitude >> (exponent + 3)) & 0x0F
     sign = np.where(negative, 0x80, 0)
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    return bytes((~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes())
 
 
 _DECODE_TABLE: Final[Int16Array] = _build_decode_table()
