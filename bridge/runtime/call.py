@@ -313,7 +313,8 @@ async def _run(io: CallIO) -> None:
         try:
             with io.scope:
                 async with trio.open_nursery() as call:
-                    call.start_soon(_twilio_reader, io, name=f"twilio_reader:{io.core.call_sid}")
+                    sid = io.core.call_sid
+                    call.start_soon(_twilio_reader, io, name=f"twilio_reader:{sid}")
                     try:
                         upstream = await connect_upstream(
                             connection_nursery,
@@ -324,12 +325,12 @@ async def _run(io: CallIO) -> None:
                     except UpstreamUnavailable as exc:
                         io.end(f"openai_handshake_failed {exc}")
                         return
-                    call.start_soon(_openai_reader, io, upstream, name="openai_reader")
-                    call.start_soon(_gate_task, io, upstream, name="audio_gate")
-                    call.start_soon(_tx_writer, io, name="tx_writer")
-                    call.start_soon(_heartbeat, io, upstream, name="upstream_heartbeat")
-                    call.start_soon(_notes_pump, io, upstream, name="notes_pump")
-                    call.start_soon(_call_limit, io, name="call_limit")
+                    call.start_soon(_openai_reader, io, upstream, name=f"openai_reader:{sid}")
+                    call.start_soon(_gate_task, io, upstream, name=f"audio_gate:{sid}")
+                    call.start_soon(_tx_writer, io, name=f"tx_writer:{sid}")
+                    call.start_soon(_heartbeat, io, upstream, name=f"upstream_heartbeat:{sid}")
+                    call.start_soon(_notes_pump, io, upstream, name=f"notes_pump:{sid}")
+                    call.start_soon(_call_limit, io, name=f"call_limit:{sid}")
                     await execute(io, upstream, io.core.on_upstream_open(trio.current_time()))
                     with trio.move_on_after(config.session_timeout_s):
                         await io.session_ready.wait()

@@ -2,7 +2,10 @@
 
 The connection's internal reader task runs in a nursery owned by the call (not by an
 ``async with open_websocket_url``), so the call decides when the socket is closed: after
-its tasks stop and before the Twilio leg ends, shielded and time-bounded.
+its tasks stop and before the Twilio leg ends, shielded and time-bounded. The TCP (or TLS)
+stream is opened here and wrapped, because a trio-websocket *client* never closes its
+stream itself after the peer's close handshake (RFC 6455 has the client wait for the
+server's TCP close): :meth:`Upstream.aclose` always closes it, so no call leaks a socket.
 
 Failure modes: :func:`connect_upstream` raises :class:`UpstreamUnavailable` (refused,
 rejected, TLS, timeout, bad URL). Sending or receiving on a closed socket raises
@@ -14,13 +17,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
     ConnectionClosed,
     HandshakeError,
     WebSocketConnection,
-    connect_websocket_url,
+    wrap_client_stream,
 )
 
 from bridge.config import Secret
@@ -46,10 +50,11 @@ def closed_reason(exc: ConnectionClosed) -> str:
 
 
 class Upstream:
-    __slots__ = ("_ws",)
+    __slots__ = ("_stream", "_ws")
 
-    def __init__(self, ws: WebSocketConnection) -> None:
+    def __init__(self, ws: WebSocketConnection, stream: trio.abc.Stream) -> None:
         self._ws = ws
+        self._stream = stream
 
     async def send_text(self, text: str) -> None:
         try:
@@ -75,11 +80,25 @@ class Upstream:
             raise CallEnded(closed_reason(exc)) from None
 
     async def aclose(self, code: int = 1000) -> None:
-        await self._ws.aclose(code)
+        """Close handshake, then the TCP stream (closed even if this is cancelled)."""
+        try:
+            await self._ws.aclose(code)
+        finally:
+            await self._stream.aclose()
 
     @property
     def is_closed(self) -> bool:
         return self._ws.closed is not None
+
+
+def _target(url: str) -> tuple[str, int, str, bool]:
+    """(host, port, resource, tls) of a ``ws://`` or ``wss://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
+    tls = parts.scheme == "wss"
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, parts.port or (443 if tls else 80), resource, tls
 
 
 async def connect_upstream(
@@ -87,19 +106,35 @@ async def connect_upstream(
 ) -> Upstream:
     """Open the Realtime WebSocket; its reader task lives in ``nursery``."""
     headers = [(b"authorization", f"Bearer {api_key.reveal()}".encode())] if api_key else []
+    stream: trio.abc.Stream | None = None
     try:
+        host, port, resource, tls = _target(url)
         with trio.fail_after(timeout_s):
-            ws = await connect_websocket_url(
+            if tls:
+                stream = await trio.open_ssl_over_tcp_stream(
+                    host, port, ssl_context=ssl.create_default_context(), https_compatible=True
+                )
+            else:
+                stream = await trio.open_tcp_stream(host, port)
+            default_port = 443 if tls else 80
+            ws = await wrap_client_stream(
                 nursery,
-                url,
+                stream,
+                host if port == default_port else f"{host}:{port}",
+                resource,
                 extra_headers=headers,
                 message_queue_size=MESSAGE_QUEUE_SIZE,
                 max_message_size=MAX_MESSAGE_BYTES,
             )
-    except trio.TooSlowError:
-        raise UpstreamUnavailable(f"no handshake within {timeout_s:g} s") from None
-    except HandshakeError as exc:
-        raise UpstreamUnavailable(f"handshake failed: {exc!r}") from None
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from None
-    return Upstream(ws)
+    except BaseException as exc:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        match exc:
+            case trio.TooSlowError():
+                raise UpstreamUnavailable(f"no handshake within {timeout_s:g} s") from None
+            case HandshakeError() | ConnectionClosed():
+                raise UpstreamUnavailable(f"handshake failed: {exc!r}") from None
+            case OSError() | ssl.SSLError() | ValueError():
+                raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from None
+        raise
+    return Upstream(ws, stream)

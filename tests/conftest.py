@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from loguru import logger
+
+
+class LogCapture:
+    """Every loguru record of the test, as (message, extra) pairs."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, dict[str, Any]]] = []
+
+    def sink(self, message: Any) -> None:
+        record = message.record
+        self.records.append((record["message"], dict(record["extra"])))
+
+    def tagged(self, tag: str, call_sid: str | None = None) -> list[str]:
+        return [
+            message
+            for message, extra in self.records
+            if message.startswith(tag + " ")
+            and (call_sid is None or extra.get("call_sid") == call_sid)
+        ]
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    sink_id = logger.add(capture.sink, level="DEBUG")
+    yield capture
+    logger.remove(sink_id)

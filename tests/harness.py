@@ -1,0 +1,151 @@
+"""Integration rig: the real bridge server, the simulated upstream, a fake Twilio REST API.
+
+Everything listens on 127.0.0.1 (port 0) and talks over real sockets. The fake Twilio
+side of each call is :class:`bridge.sim.caller.SimCaller`, which speaks the Media Streams
+protocol; the fake REST API is a small ASGI app on hypercorn that records every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qs
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from bridge.config import BridgeConfig, Secret
+from bridge.runtime.server import BridgeServer, run_bridge
+from bridge.sim.caller import CallerOptions, SimCaller
+from bridge.sim.script import CallerScript, script_from_name
+from bridge.sim.upstream import SimUpstream, SimUpstreamOptions
+
+ACCOUNT_SID = "AC00000000000000000000000000000000"
+AUTH_TOKEN = "test-auth-token"
+
+
+@dataclass
+class RestRequest:
+    method: str
+    path: str
+    form: dict[str, list[str]]
+    authorization: str | None
+
+
+@dataclass
+class FakeTwilioRest:
+    """Records requests; answers like Twilio's Calls resource (200, or a canned status)."""
+
+    requests: list[RestRequest] = field(default_factory=list)
+    status: int = 200
+    url: str = ""
+
+    def hangups_for(self, call_sid: str) -> list[RestRequest]:
+        return [r for r in self.requests if r.path.endswith(f"/Calls/{call_sid}.json")]
+
+    async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        self.requests.append(
+            RestRequest(
+                scope["method"],
+                scope["path"],
+                parse_qs(body.decode()),
+                headers.get("authorization"),
+            )
+        )
+        payload = b'{"sid": "CA", "status": "completed"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+@dataclass
+class Rig:
+    server: BridgeServer
+    sim: SimUpstream
+    rest: FakeTwilioRest
+
+    def caller(self, script: CallerScript | str = "listen:60", **options: Any) -> SimCaller:
+        """A caller that signs its upgrade as Twilio does (the bridge has an auth token)."""
+        if isinstance(script, str):
+            script = script_from_name(script)
+        signing: dict[str, Any] = {
+            "auth_token": AUTH_TOKEN,
+            # Without BRIDGE_PUBLIC_URL the bridge expects wss://<Host header>/twilio/media.
+            "signature_url": f"wss://{self.server.host}:{self.server.port}/twilio/media",
+        }
+        signing.update(options)
+        return SimCaller(CallerOptions(url=self.server.media_url, script=script, **signing))
+
+
+TEST_CONFIG = BridgeConfig(
+    host="127.0.0.1",
+    port=0,
+    twilio_account_sid=ACCOUNT_SID,
+    twilio_auth_token=Secret(AUTH_TOKEN),
+    heartbeat_interval_s=1.0,
+    heartbeat_timeout_s=1.0,
+    session_timeout_s=3.0,
+)
+
+
+async def start_rig(
+    nursery: trio.Nursery,
+    *,
+    sim_options: SimUpstreamOptions | None = None,
+    upstream_url: str | None = None,
+    **config_changes: Any,
+) -> Rig:
+    rest = FakeTwilioRest()
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.accesslog = None
+    binds = await nursery.start(serve, rest, hc)  # type: ignore[arg-type]
+    rest.url = binds[0]
+    sim = SimUpstream(sim_options or SimUpstreamOptions())
+    sim_url = await nursery.start(sim.serve)
+    config = replace(
+        TEST_CONFIG,
+        openai_realtime_url=upstream_url or sim_url,
+        twilio_api_base_url=rest.url,
+        **config_changes,
+    )
+    server = await nursery.start(run_bridge, config)
+    return Rig(server, sim, rest)
+
+
+def live_task_names() -> list[str]:
+    """Names of every task alive in this Trio run."""
+    names: list[str] = []
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        names.append(task.name)
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return names
+
+
+def call_tasks_alive(call_sid: str) -> list[str]:
+    return [name for name in live_task_names() if name.endswith(f":{call_sid}")]
