@@ -4,18 +4,28 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import trio
 from loguru import logger
 
 
 class LogCapture:
-    """Every loguru record of the test, as (message, extra) pairs."""
+    """Every loguru record of the test, as (message, extra) pairs; awaitable by tag."""
 
     def __init__(self) -> None:
         self.records: list[tuple[str, dict[str, Any]]] = []
+        self._changed = trio.Event()
 
     def sink(self, message: Any) -> None:
         record = message.record
         self.records.append((record["message"], dict(record["extra"])))
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, tag: str, count: int = 1, call_sid: str | None = None) -> list[str]:
+        """The first ``count`` records tagged ``tag``, once they exist."""
+        while len(found := self.tagged(tag, call_sid)) < count:
+            await self._changed.wait()
+        return found
 
     def tagged(self, tag: str, call_sid: str | None = None) -> list[str]:
         return [

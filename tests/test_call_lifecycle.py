@@ -242,8 +242,9 @@ async def test_upstream_malformed_json_is_counted_and_the_call_goes_on(
         session.send_malformed(no_type=True)
         session.send_unknown_event()
         with trio.fail_after(10):
-            while handle.counters["upstream_malformed"] < 2:
-                await trio.sleep(0.05)
+            await logs.wait_for("UPSTREAM_MALFORMED", 2, handle.call_sid)
+            await logs.wait_for("UPSTREAM_UNKNOWN", 1, handle.call_sid)
+        assert handle.counters["upstream_malformed"] == 2
         # Still a working call: the model's next reply reaches the caller.
         await caller.wait_ai_turn_ended(1)
         session.next_reply_ms(800)
@@ -265,8 +266,8 @@ async def test_twilio_malformed_frames_are_counted_and_the_call_goes_on(
         await caller.send_raw(b"\x00\x01binary")
         await caller.send_raw(json.dumps({"event": "media", "media": {"payload": "%%%"}}))
         with trio.fail_after(5):
-            while handle.counters["twilio_malformed"] < 3:
-                await trio.sleep(0.05)
+            await logs.wait_for("TWILIO_MALFORMED", 3, handle.call_sid)
+        assert handle.counters["twilio_malformed"] == 3
         appended = len(session.received)
         await trio.sleep(0.5)
         assert len(session.received) > appended  # caller audio still flows upstream

@@ -1,0 +1,462 @@
+"""Embedded simulated OpenAI Realtime upstream (GA protocol) over trio-websocket.
+
+The bridge's demo, tests and benchmarks connect to it instead of ``api.openai.com``: no
+network, no keys. The protocol logic is :mod:`bridge.sim.upstream_session` (sans-IO); this
+module runs it per connection, paces it with the injectable clock, injects faults
+(:mod:`bridge.sim.upstream_faults`) and records what went over the wire.
+
+Handshake: any path; ``?model=`` is echoed in the session. With ``require_api_key`` set, a
+missing or wrong ``Authorization: Bearer <key>`` is rejected with HTTP 401. A request with an
+``OpenAI-Beta`` header is accepted, answered with the ``beta_api_shape_disabled`` error and
+closed with 4000, as the service does since the beta shutdown.
+
+Each connection runs two tasks: a reader that drains the socket into a bounded inbox, and a
+driver that feeds the session logic and writes its events. An exception in either is caught
+at the connection boundary, logged once, and the socket is closed with 1011; the server keeps
+serving other sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+from loguru import logger
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketServer,
+    serve_websocket,
+)
+
+from bridge.sim.upstream_config import ProtocolError
+from bridge.sim.upstream_conversation import (
+    ConversationItem,
+    JsonObj,
+    ResponseRecord,
+    TruncationRecord,
+)
+from bridge.sim.upstream_faults import Fault, FaultKind, FaultPlan
+from bridge.sim.upstream_session import SessionSettings, UpstreamSession, decode_frame
+
+MESSAGE_QUEUE_SIZE: Final = 4
+"""trio-websocket's per-connection queue of received messages. When it is full its reader
+stops reading the socket (and answering pings): what a stalled server looks like."""
+INBOX_SIZE: Final = 16
+MAX_MESSAGE_SIZE: Final = 16 * 2**20
+"""Appends may carry up to 15 MiB of audio (base64) per event."""
+CLOSE_TIMEOUT_S: Final = 2.0
+MAX_PENDING_COMMANDS: Final = 16
+BETA_ERROR: Final = ProtocolError(
+    "beta_api_shape_disabled",
+    "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SimUpstreamOptions:
+    """Options of the simulated upstream. Durations in ms (wall ms of ``clock`` unless said).
+
+    ``generation_speed`` is audio ms generated per wall ms (4.0 = 4x real time). ``clock``
+    returns seconds; it stamps every record and paces generation, so callers in the same
+    process can compare times (``trio.current_time`` works with ``autojump_clock``).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    generation_speed: float = 4.0
+    delta_ms: int = 100
+    first_delta_delay_ms: float = 250.0
+    late_deltas_after_cancel: int = 2
+    vad_onset_ms: int = 150
+    """Input-audio ms of speech before ``speech_started`` is emitted."""
+    reply_ms: int = 3000
+    """Audio per output item (ms), unless a test set ``next_reply_ms``."""
+    items_per_response: int = 1
+    caller_transcripts: tuple[str, ...] = SessionSettings().caller_transcripts
+    transcription_delay_ms: float = 150.0
+    truncate_no_audio_code: str | None = "unsupported_content_type"
+    """UNCONFIRMED: real captures show ``unsupported_content_type`` and ``null``."""
+    unknown_item_code: str | None = "item_not_found"
+    """UNCONFIRMED: code of the error for an unknown ``item_id``."""
+    require_api_key: str | None = None
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    seed: int = 0
+    clock: Callable[[], float] = trio.current_time
+
+    def session_settings(self) -> SessionSettings:
+        return SessionSettings(
+            generation_speed=self.generation_speed,
+            delta_ms=self.delta_ms,
+            first_delta_delay_ms=self.first_delta_delay_ms,
+            late_deltas_after_cancel=self.late_deltas_after_cancel,
+            vad_onset_ms=self.vad_onset_ms,
+            reply_ms=self.reply_ms,
+            items_per_response=self.items_per_response,
+            caller_transcripts=self.caller_transcripts,
+            transcription_delay_ms=self.transcription_delay_ms,
+            truncate_no_audio_code=self.truncate_no_audio_code,
+            unknown_item_code=self.unknown_item_code,
+            seed=self.seed,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    t: float
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _PeerClosed:
+    error: ConnectionClosed
+
+
+_InboxItem = _Frame | _PeerClosed
+
+
+@dataclass(slots=True, eq=False)
+class SimSession:
+    """Handle on one connection: observation records, runtime knobs and fault commands.
+
+    ``received``/``sent`` hold ``(clock(), event)`` in order; ``sent`` is stamped right before
+    the frame is written. Frames that are not JSON objects are recorded as ``{"_raw": text}``.
+    ``closed`` is set when the socket closed, by either side; ``close_code`` is the code we
+    sent, or the peer's (1006 when TCP dropped without a close frame).
+    """
+
+    index: int
+    path: str
+    core: UpstreamSession
+    opened_at: float
+    received: list[tuple[float, JsonObj]] = field(default_factory=list)
+    sent: list[tuple[float, JsonObj]] = field(default_factory=list)
+    closed: trio.Event = field(default_factory=trio.Event)
+    close_code: int | None = None
+    close_reason: str | None = None
+    commands: deque[Fault] = field(default_factory=deque)
+    """Fault commands not yet applied by the driver (bounded by :data:`MAX_PENDING_COMMANDS`)."""
+    wake: trio.CancelScope | None = None
+    """The driver's current wait, cancelled to make it look at ``commands``."""
+    unstalled: trio.Event = field(default_factory=trio.Event)
+    """Set except during a stall; the reader waits on it before each read."""
+
+    @property
+    def responses(self) -> dict[str, ResponseRecord]:
+        return self.core.responses
+
+    @property
+    def truncations(self) -> list[TruncationRecord]:
+        return self.core.truncations
+
+    @property
+    def speech_started(self) -> list[tuple[float, int]]:
+        """``(clock() when sent, audio_start_ms)`` of every ``speech_started``."""
+        return self.core.speech_started
+
+    @property
+    def conversation(self) -> list[ConversationItem]:
+        """Every item in order, deleted ones included (``deleted=True``)."""
+        return self.core.conversation.items
+
+    @property
+    def session(self) -> JsonObj:
+        """The effective GA session config."""
+        return self.core.session
+
+    def next_reply_ms(self, ms: int) -> None:
+        """Audio ms per item of the next response created (queued in call order)."""
+        self.core.next_reply_ms(ms)
+
+    def push_caller_transcript(self, text: str) -> None:
+        """Transcript of the next committed caller turn (before the scripted ones)."""
+        self.core.push_caller_transcript(text)
+
+    def command(self, fault: Fault) -> None:
+        """Apply ``fault`` as soon as the driver runs (``at_ms`` is ignored).
+
+        Raises ``RuntimeError`` once the session is closed or when
+        :data:`MAX_PENDING_COMMANDS` are already pending (callers are tests: a full queue is
+        a bug, not something to wait for).
+        """
+        if self.closed.is_set():
+            raise RuntimeError(f"sim session {self.index} is closed")
+        if len(self.commands) >= MAX_PENDING_COMMANDS:
+            raise RuntimeError(f"sim session {self.index}: too many pending commands")
+        self.commands.append(fault)
+        if self.wake is not None:
+            self.wake.cancel()
+
+    def close(self, code: int = 1011, reason: str | None = None) -> None:
+        """Close the socket with ``code`` (reason defaults by code, e.g. 1011, 1001)."""
+        self.command(Fault(FaultKind.CLOSE, close_code=code, close_reason=reason))
+
+    def send_malformed(self, *, no_type: bool = False) -> None:
+        """Send a text frame that is not JSON, or with ``no_type`` a JSON object without type."""
+        self.command(Fault(FaultKind.NO_TYPE if no_type else FaultKind.MALFORMED))
+
+    def send_unknown_event(self) -> None:
+        self.command(Fault(FaultKind.UNKNOWN_EVENT))
+
+    def send_error(self, code: str | None, message: str) -> None:
+        """Send an ``error`` event (``type: server_error``) with this code and message."""
+        self.command(Fault(FaultKind.ERROR, error_code=code, error_message=message))
+
+    def stall(self, duration_ms: int | None = None) -> None:
+        """Stop sending and reading for ``duration_ms`` (``None``: until the server stops).
+
+        Pings go unanswered once trio-websocket's receive queue is full. Any later command
+        (e.g. :meth:`close`) ends the stall.
+        """
+        self.command(Fault(FaultKind.STALL, duration_ms=duration_ms))
+
+
+class SimUpstream:
+    """The server. ``await nursery.start(sim.serve)`` returns its URL."""
+
+    __slots__ = ("_session_added", "_url", "options", "rejected_handshakes", "sessions")
+
+    def __init__(self, options: SimUpstreamOptions | None = None) -> None:
+        self.options = options if options is not None else SimUpstreamOptions()
+        self.sessions: list[SimSession] = []
+        self.rejected_handshakes = 0
+        self._url: str | None = None
+        self._session_added = trio.Event()
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port/v1/realtime?model=gpt-realtime``; valid once ``serve`` started."""
+        if self._url is None:
+            raise RuntimeError("SimUpstream.serve() has not started")
+        return self._url
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``task_status.started(url)`` once listening."""
+        host = self.options.host
+        async with trio.open_nursery() as nursery:
+            server: WebSocketServer = await nursery.start(
+                partial(
+                    serve_websocket,
+                    self._handle,
+                    host,
+                    self.options.port,
+                    None,
+                    message_queue_size=MESSAGE_QUEUE_SIZE,
+                    max_message_size=MAX_MESSAGE_SIZE,
+                    connect_timeout=10,
+                    disconnect_timeout=CLOSE_TIMEOUT_S,
+                )
+            )
+            netloc = f"[{host}]" if ":" in host else host
+            self._url = f"ws://{netloc}:{server.port}/v1/realtime?model=gpt-realtime"
+            task_status.started(self._url)
+
+    async def wait_for_session(self, index: int) -> SimSession:
+        """The ``index``-th accepted session (0-based), waiting until it connects."""
+        while len(self.sessions) <= index:
+            await self._session_added.wait()
+        return self.sessions[index]
+
+    def _add_session(self, path: str) -> SimSession:
+        query = parse_qs(urlsplit(path).query)
+        core = UpstreamSession(
+            self.options.session_settings(),
+            session_index=len(self.sessions),
+            model=query.get("model", ["gpt-realtime"])[0],
+            unix_time=int(time.time()),
+        )
+        sim = SimSession(len(self.sessions), path, core, self.options.clock())
+        sim.unstalled.set()
+        self.sessions.append(sim)
+        self._session_added.set()
+        self._session_added = trio.Event()
+        return sim
+
+    def _authorized(self, request: WebSocketRequest) -> bool:
+        key = self.options.require_api_key
+        if key is None:
+            return True
+        headers = dict(request.headers)
+        return headers.get(b"authorization") == f"Bearer {key}".encode()
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        ws: WebSocketConnection | None = None
+        sim: SimSession | None = None
+        try:
+            if not self._authorized(request):
+                self.rejected_handshakes += 1
+                body = {
+                    "error": {
+                        "message": "Incorrect API key provided.",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                        "param": None,
+                    }
+                }
+                await request.reject(401, body=json.dumps(body).encode())
+                return
+            ws = await request.accept()
+            sim = self._add_session(request.path)
+            with logger.contextualize(sim_session=sim.index):
+                logger.info("sim upstream: session {} opened on {}", sim.index, request.path)
+                if any(name == b"openai-beta" for name, _ in request.headers):
+                    await self._send(ws, sim, [sim.core.error_event(BETA_ERROR)])
+                    await self._close(ws, sim, 4000, None)
+                else:
+                    await self._run(ws, sim)
+                logger.info("sim upstream: session {} closed ({})", sim.index, sim.close_code)
+        # The per-connection boundary: one broken session must not take the server down.
+        except Exception as exc:  # noqa: BLE001 (logged with traceback, socket closed 1011)
+            logger.opt(exception=exc).error(
+                "sim upstream: session failed ({!r}), closing with 1011", exc
+            )
+            if ws is not None:
+                if sim is not None and sim.close_code is None:
+                    sim.close_code, sim.close_reason = 1011, "sim internal error"
+                with trio.move_on_after(CLOSE_TIMEOUT_S):
+                    await ws.aclose(1011, "sim internal error")
+        finally:
+            if sim is not None:
+                sim.closed.set()
+
+    async def _run(self, ws: WebSocketConnection, sim: SimSession) -> None:
+        # Policy when the inbox is full: the reader blocks, trio-websocket's queue fills and
+        # TCP pushes back on the client, as with a slow real server.
+        inbox_send, inbox_recv = trio.open_memory_channel[_InboxItem](INBOX_SIZE)
+        async with inbox_send, inbox_recv, trio.open_nursery() as nursery:
+            nursery.start_soon(self._read, ws, sim, inbox_send.clone())
+            try:
+                await self._drive(ws, sim, inbox_recv)
+            except ConnectionClosed as exc:
+                # A send raced the peer's close.
+                self._peer_closed(sim, exc)
+            nursery.cancel_scope.cancel()
+
+    def _peer_closed(self, sim: SimSession, exc: ConnectionClosed) -> None:
+        """Record the peer's close code (1006 when TCP dropped without a close frame)."""
+        reason = exc.reason
+        if sim.close_code is None:
+            sim.close_code = reason.code if reason is not None else 1006
+            sim.close_reason = reason.reason if reason is not None else None
+
+    async def _read(
+        self, ws: WebSocketConnection, sim: SimSession, inbox: trio.MemorySendChannel[_InboxItem]
+    ) -> None:
+        clock = self.options.clock
+        async with inbox:
+            while True:
+                await sim.unstalled.wait()
+                try:
+                    data = await ws.get_message()
+                except ConnectionClosed as exc:
+                    await inbox.send(_PeerClosed(exc))
+                    return
+                await inbox.send(_Frame(clock(), data))
+
+    async def _drive(
+        self,
+        ws: WebSocketConnection,
+        sim: SimSession,
+        inbox: trio.MemoryReceiveChannel[_InboxItem],
+    ) -> None:
+        clock = self.options.clock
+        planned = deque(sorted(self.options.faults.faults, key=lambda f: f.at_ms or 0))
+        await self._send(ws, sim, sim.core.open())
+        while True:
+            while sim.commands:
+                if await self._apply(ws, sim, sim.commands.popleft()):
+                    return
+            now = clock()
+            while planned and sim.opened_at + (planned[0].at_ms or 0) / 1000.0 <= now:
+                if await self._apply(ws, sim, planned.popleft()):
+                    return
+            await self._send(ws, sim, sim.core.poll(clock()))
+            deadlines = [sim.core.next_deadline()]
+            if planned:
+                deadlines.append(sim.opened_at + (planned[0].at_ms or 0) / 1000.0)
+            due = min((d for d in deadlines if d is not None), default=math.inf)
+            if sim.commands:
+                # Given while we were sending: ``wake`` was not set then, so look again now.
+                continue
+            item: _InboxItem | None = None
+            with trio.move_on_after(max(0.0, due - clock())) as scope:
+                sim.wake = scope
+                item = await inbox.receive()
+            sim.wake = None
+            if item is None:
+                continue
+            if isinstance(item, _PeerClosed):
+                self._peer_closed(sim, item.error)
+                return
+            event = decode_frame(item.data)
+            if event is None:
+                raw = item.data if isinstance(item.data, str) else repr(item.data)
+                sim.received.append((item.t, {"_raw": raw}))
+                await self._send(ws, sim, sim.core.handle_undecodable())
+                continue
+            sim.received.append((item.t, event))
+            await self._send(ws, sim, sim.core.handle(event, clock()))
+
+    async def _send(self, ws: WebSocketConnection, sim: SimSession, events: list[JsonObj]) -> None:
+        clock = self.options.clock
+        for event in events:
+            t = clock()
+            sim.sent.append((t, event))
+            sim.core.on_sent(event, t)
+            await ws.send_message(json.dumps(event))
+
+    async def _close(
+        self, ws: WebSocketConnection, sim: SimSession, code: int, reason: str | None
+    ) -> None:
+        sim.close_code, sim.close_reason = code, reason
+        with trio.move_on_after(CLOSE_TIMEOUT_S):
+            await ws.aclose(code, reason)
+        sim.closed.set()
+
+    async def _apply(self, ws: WebSocketConnection, sim: SimSession, fault: Fault) -> bool:
+        """Apply one fault; ``True`` when the session is over (closed)."""
+        logger.info("sim upstream: session {} fault {}", sim.index, fault.kind.value)
+        core = sim.core
+        if fault.kind is FaultKind.CLOSE:
+            await self._close(ws, sim, fault.close_code, fault.reason() or None)
+            return True
+        if fault.kind is FaultKind.MALFORMED:
+            text = '{"type": "response.output_audio.delta", "delta": '
+            sim.sent.append((self.options.clock(), {"_raw": text}))
+            await ws.send_message(text)
+        elif fault.kind is FaultKind.NO_TYPE:
+            await self._send(ws, sim, [{"event_id": core.ids.new("event_"), "detail": "no type"}])
+        elif fault.kind is FaultKind.UNKNOWN_EVENT:
+            await self._send(ws, sim, [core.event("sim.unknown_event", detail="unknown type")])
+        elif fault.kind is FaultKind.ERROR:
+            err = ProtocolError(fault.error_code, fault.error_message, error_type="server_error")
+            await self._send(ws, sim, [core.error_event(err)])
+        else:
+            await self._stall(sim, fault.duration_ms)
+        return False
+
+    async def _stall(self, sim: SimSession, duration_ms: int | None) -> None:
+        sim.unstalled = trio.Event()
+        timeout = math.inf if duration_ms is None else duration_ms / 1000.0
+        with trio.move_on_after(timeout) as scope:
+            sim.wake = scope
+            await trio.sleep_forever()
+        sim.wake = None
+        sim.unstalled.set()
+
+
+async def run_sim_upstream(options: SimUpstreamOptions) -> None:
+    """Serve the simulated upstream until cancelled, logging its URL."""
+    sim = SimUpstream(options)
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(sim.serve)
+        logger.info("simulated OpenAI Realtime upstream listening on {}", url)
