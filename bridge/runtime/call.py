@@ -36,6 +36,7 @@ from bridge.core import twilio
 from bridge.core.actions import Action, BargeIn, EndCall, Log, SendUpstream, WakeTx
 from bridge.core.call import CallCore, TxSend, TxWait
 from bridge.logs import log_tagged
+from bridge.runtime.codec import UpstreamCodec
 from bridge.runtime.errors import CallEnded
 from bridge.runtime.gate import GateStage, InboundFrame
 from bridge.runtime.registry import CallHandle, NoteRequest
@@ -53,6 +54,7 @@ class CallIO:
     """Runtime resources of one call. Every field is set here; ``__slots__`` forbids others."""
 
     __slots__ = (
+        "codec",
         "core",
         "doorbell_recv",
         "doorbell_send",
@@ -77,7 +79,8 @@ class CallIO:
         self.core = CallCore(
             services.core_settings(), stream_sid=start.stream_sid, call_sid=start.call_sid, now=now
         )
-        self.gate = GateStage(self.core, services.config)
+        self.codec = UpstreamCodec(self.core.settings.session.audio_format)
+        self.gate = GateStage(self.core, services.config, self.codec)
         self.scope = trio.CancelScope()
         self.end_reason: str | None = None
         self.session_ready = trio.Event()
@@ -139,13 +142,17 @@ async def _barge_in(io: CallIO, upstream: Upstream, plan: BargeIn) -> None:
         clear_ms = (trio.current_time() - plan.detected_at) * 1000.0
         io.gate.note_playout_stopped(trio.current_time())
         io.services.metrics.observe_reaction(clear_ms)
-    if plan.flushed_frames:
+    if not plan.held:
         log_tagged(
             "INFO",
             "TX_FLUSH",
             f"dropped {plan.flushed_frames} frames / {plan.flushed_ms} ms (reason=BARGE_IN)",
             {"frames": plan.flushed_frames, "ms": plan.flushed_ms},
         )
+    if not plan.held:
+        io.codec.discard_outbound()
+    # The TX writer may be asleep with no deadline: a hold starts the confirmation timer.
+    io.ring_doorbell()
     for event in plan.upstream:
         await upstream.send_event(event)
     upstream_ms = (trio.current_time() - plan.detected_at) * 1000.0
@@ -235,7 +242,13 @@ async def _openai_reader(io: CallIO, upstream: Upstream) -> None:
             io.services.metrics.upstream_errors += 1
         elif isinstance(event, rt.MalformedEvent):
             io.services.metrics.malformed_messages += 1
-        await execute(io, upstream, core.on_realtime_event(event, now))
+        if isinstance(event, rt.AudioDelta) and core.is_cancelled(event.response_id):
+            # Late audio of a cancelled response: the core drops and counts it; it must not
+            # pass through (and prime) the outbound resampler.
+            await execute(io, upstream, core.on_realtime_event(event, now))
+            continue
+        for converted in io.codec.outbound(event):
+            await execute(io, upstream, core.on_realtime_event(converted, now))
         if core.session_ready and not io.session_ready.is_set():
             io.session_ready.set()
 

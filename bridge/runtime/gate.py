@@ -1,19 +1,33 @@
-"""Glue between the call and the per-frame audio analysis of the audio-gate stage.
+"""The audio-gate/VAD stage of a call: one decision per inbound frame, used twice.
 
-Holds the mapping between Trio time and the caller's clock (Twilio ``media.timestamp``,
-ms since the stream started), which the echo guard needs to place our own outbound audio
-on the same axis as the inbound frames.
+Each caller frame goes through :class:`bridge.audio.analyzer.InboundAnalyzer` once. Its
+judgement (level, learned noise floor, voice, echo-aware onset) drives both uses:
+
+* **the gate**: frames judged noise reach the model as μ-law silence of the same length,
+  never dropped, so the upstream input-audio clock stays equal to the caller's and every
+  ``audio_start_ms``/``audio_end_ms`` maps back exactly
+  (:class:`bridge.core.inputclock.InputClock`).
+  While ``barge_in_active`` is set, and within the prefix window before detected voice,
+  every frame passes as is. ``BRIDGE_AUDIO_GATE=off`` passes everything untouched.
+* **the local fast barge-in**: an onset not explained by our own outbound audio (the echo
+  guard knows what was played and when) goes to :meth:`CallCore.on_local_onset`.
+
+It also holds the mapping between Trio time and the caller's clock (Twilio
+``media.timestamp``, ms since the stream started), which the echo guard needs to place
+our outbound audio on the inbound frames' axis.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
+from bridge.audio.analyzer import AnalyzerSettings, InboundAnalyzer
 from bridge.config import BridgeConfig
-from bridge.core import realtime as rt
 from bridge.core.actions import Action
 from bridge.core.call import CallCore
 from bridge.core.playout import BYTES_PER_MS
+from bridge.runtime.codec import UpstreamCodec
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +38,14 @@ class InboundFrame:
 
 
 class GateStage:
-    __slots__ = ("_caller_ms", "_caller_ms_at", "_core")
+    __slots__ = ("_analyzer", "_caller_ms", "_caller_ms_at", "_codec", "_core", "_pending")
 
-    def __init__(self, core: CallCore, config: BridgeConfig) -> None:
+    def __init__(self, core: CallCore, config: BridgeConfig, codec: UpstreamCodec) -> None:
         self._core = core
+        self._codec = codec
+        self._analyzer = InboundAnalyzer(AnalyzerSettings(gate_enabled=config.audio_gate))
+        self._pending: deque[InboundFrame] = deque()
+        """Frames given to the analyzer and not yet released (at most the prefix window)."""
         self._caller_ms = 0.0
         self._caller_ms_at: float | None = None
 
@@ -41,13 +59,27 @@ class GateStage:
         return self._caller_ms + (at - self._caller_ms_at) * 1000.0
 
     def note_playout(self, payload: bytes, play_start_at: float) -> None:
-        """AI audio handed to Twilio, expected to start playing at ``play_start_at``."""
+        """AI audio handed to Twilio, expected to start playing at Trio time ``play_start_at``."""
+        self._analyzer.note_outbound(payload, self.caller_ms(play_start_at))
 
     def note_playout_stopped(self, at: float) -> None:
-        """Twilio ``clear`` written at ``at``: playout stops there."""
+        """Twilio ``clear`` written at Trio time ``at``: our playout, and its echo, stop."""
+        self._analyzer.note_outbound_cleared(self.caller_ms(at))
 
     def process(self, frame: InboundFrame, now: float) -> tuple[list[str], list[Action]]:
-        """Append frames to send upstream (serialized), and core actions for this frame."""
-        self._core.counters.frames_upstream += 1
-        self._core.input_clock.on_appended(frame.timestamp_ms, len(frame.payload) / BYTES_PER_MS)
-        return [rt.input_audio_append_text(frame.payload)], []
+        """Serialized append events to send upstream now, and core actions for this frame."""
+        core = self._core
+        self._pending.append(frame)
+        result = self._analyzer.process(
+            frame.payload, frame.timestamp_ms, barge_in_active=core.barge_in_active
+        )
+        actions = core.on_local_onset(now) if result.onset else []
+        texts: list[str] = []
+        for audio in result.release:
+            source = self._pending.popleft()
+            if audio != source.payload:
+                core.counters.frames_gated += 1
+            core.counters.frames_upstream += 1
+            core.input_clock.on_appended(source.timestamp_ms, len(audio) / BYTES_PER_MS)
+            texts.extend(self._codec.inbound(audio))
+        return texts, actions

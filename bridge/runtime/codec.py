@@ -1,0 +1,54 @@
+"""The audio format on the OpenAI leg: μ-law passthrough (default) or PCM16 at 24 kHz.
+
+With ``audio/pcmu`` both ways (the default) bytes pass through untouched: no transcoding
+on the hot path. With ``OPENAI_AUDIO_FORMAT=pcm16`` each call has one streaming resampler
+per direction (:mod:`bridge.audio.resample`, soxr LQ): caller μ-law 8 kHz → PCM16 24 kHz in
+20 ms chunks toward the model, model PCM16 → μ-law in 20 ms frames toward Twilio. The core
+only ever sees μ-law, so its byte counts are μ-law (8 bytes/ms); an item's μ-law duration
+trails the model's by the resampler delay (≤ 40 ms), which keeps every truncation at or
+under what the model generated.
+
+The outbound resampler is per response stream: it is flushed when an item's audio ends
+and cleared at a barge-in, so filter-delayed samples of discarded audio never reach the
+next response.
+"""
+
+from __future__ import annotations
+
+from bridge.audio.resample import Downsampler, Upsampler
+from bridge.core import realtime as rt
+
+
+class UpstreamCodec:
+    __slots__ = ("_down", "_up")
+
+    def __init__(self, audio_format: rt.AudioFormatName) -> None:
+        pcm = audio_format == "audio/pcm"
+        self._up = Upsampler() if pcm else None
+        self._down = Downsampler() if pcm else None
+
+    def inbound(self, ulaw: bytes) -> list[str]:
+        """Serialized ``input_audio_buffer.append`` events for one caller frame."""
+        if self._up is None:
+            return [rt.input_audio_append_text(ulaw)]
+        return [rt.input_audio_append_text(chunk) for chunk in self._up.push(ulaw)]
+
+    def outbound(self, event: rt.RealtimeEvent) -> list[rt.RealtimeEvent]:
+        """Model audio events with their audio as μ-law (others unchanged)."""
+        down = self._down
+        if down is None:
+            return [event]
+        match event:
+            case rt.AudioDelta():
+                audio = b"".join(down.push(event.audio))
+                return [rt.AudioDelta(event.response_id, event.item_id, 0, audio)]
+            case rt.AudioDone():
+                tail = b"".join(down.flush())
+                delta = rt.AudioDelta(event.response_id, event.item_id, 0, tail)
+                return [delta, event] if tail else [event]
+        return [event]
+
+    def discard_outbound(self) -> None:
+        """A barge-in dropped the response: forget what the resampler still holds."""
+        if self._down is not None:
+            self._down.clear()
