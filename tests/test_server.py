@@ -1,0 +1,173 @@
+"""The one-port server: webhook, health, readiness, metrics, notes API, shutdown."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+
+import httpx
+import pytest
+import trio
+from trio.testing import MockClock
+
+from bridge.config import Secret
+from bridge.core.signature import compute_signature
+from bridge.logs import configure_logging, log_tagged
+from bridge.sim.caller_options import CallerConnectError
+from bridge.sim.upstream import SimUpstreamOptions
+from tests.conftest import LogCapture
+from tests.harness import AUTH_TOKEN, Rig, start_rig
+
+WEBHOOK_FORM = {"CallSid": "CA123", "From": "+15550001111", "To": "+15550002222"}
+
+
+def client(rig: Rig) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=rig.server.base_url, timeout=5.0)
+
+
+async def test_voice_webhook_returns_connect_stream_with_fallback(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(20):
+        rig = await start_rig(nursery, public_url="https://bridge.example.com")
+        url = "https://bridge.example.com/twilio/voice"
+        signature = compute_signature(AUTH_TOKEN, url, WEBHOOK_FORM)
+        async with client(rig) as http:
+            good = await http.post(
+                "/twilio/voice", data=WEBHOOK_FORM, headers={"X-Twilio-Signature": signature}
+            )
+            forged = await http.post(
+                "/twilio/voice", data=WEBHOOK_FORM, headers={"X-Twilio-Signature": "AAAA"}
+            )
+    assert good.status_code == 200
+    assert good.headers["content-type"] == "text/xml"
+    root = ET.fromstring(good.text)
+    connect, say, hangup = list(root)
+    assert (connect.tag, say.tag, hangup.tag) == ("Connect", "Say", "Hangup")
+    stream = connect.find("Stream")
+    assert stream is not None
+    assert stream.get("url") == "wss://bridge.example.com/twilio/media"
+    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert params == {"From": "+15550001111", "To": "+15550002222", "CallSid": "CA123"}
+    assert forged.status_code == 403
+
+
+async def test_health_readiness_metrics_and_404(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(30):
+        rig = await start_rig(nursery)
+        caller = rig.caller("talk")
+        await caller.run()
+        async with client(rig) as http:
+            health = await http.get("/healthz")
+            ready = await http.get("/readyz")
+            missing = await http.get("/nope")
+            await rig.server.registry.wait_for_call(caller.options.call_sid)
+            handle = rig.server.registry.get(caller.options.call_sid)
+            assert handle is not None
+            await handle.ended.wait()
+            metrics = (await http.get("/metrics")).text
+            rig.server.services.draining = True
+            draining = await http.get("/readyz")
+    assert (health.status_code, ready.status_code, missing.status_code) == (200, 200, 404)
+    assert draining.status_code == 503
+    assert "bridge_calls_active 0" in metrics
+    assert 'bridge_calls_ended_total{reason="twilio_stop"} 1' in metrics
+    assert "bridge_calls_started_total 1" in metrics
+
+
+async def test_draining_server_refuses_new_streams(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(20):
+        rig = await start_rig(nursery)
+        rig.server.services.draining = True
+        with pytest.raises(CallerConnectError):
+            await rig.caller("listen:2").run()
+    assert rig.sim.sessions == []
+
+
+async def test_notes_api_reaches_the_model(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(30):
+        rig = await start_rig(nursery)
+        caller = rig.caller("listen:6")
+        async with trio.open_nursery() as calls:
+            calls.start_soon(caller.run)
+            await caller.wait_ai_turn_ended(1)
+            sid = caller.options.call_sid
+            async with client(rig) as http:
+                listed = (await http.get("/calls")).json()
+                epoch = listed[0]["epoch"]
+                accepted = await http.post(
+                    f"/calls/{sid}/notes",
+                    json={"text": "The caller is a VIP.", "respond": True, "epoch": epoch},
+                )
+                bad = await http.post(f"/calls/{sid}/notes", content=b"{not json")
+                unknown = await http.post("/calls/CAnope/notes", json={"text": "x"})
+            await caller.wait_ai_turn_started(2)
+    assert [c["call_sid"] for c in listed] == [sid]
+    assert (accepted.status_code, bad.status_code, unknown.status_code) == (202, 400, 404)
+    session = rig.sim.sessions[0]
+    notes = [e for _, e in session.received if e.get("type") == "conversation.item.create"]
+    assert notes[0]["item"]["content"][0]["text"] == "The caller is a VIP."
+    assert notes[0]["item"]["role"] == "system"
+    assert [e["type"] for _, e in session.received].count("response.create") == 2
+
+
+async def test_shutdown_ends_open_calls_cleanly(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    with trio.fail_after(60):
+        rig = await start_rig(nursery)
+        caller = rig.caller("listen:60")
+        nursery.start_soon(caller.run)
+        await caller.wait_ai_turn_started(1)
+        handle = await rig.server.registry.wait_for_call(caller.options.call_sid)
+        rig.server.shutdown()
+        await handle.ended.wait()
+        close = await caller.wait_closed()
+    assert handle.end_reason == "server_shutdown"
+    assert close.by == "bridge"
+    assert len(rig.rest.hangups_for(handle.call_sid)) == 1
+    assert logs.tagged("CALL_END", handle.call_sid)
+
+
+async def test_openai_key_is_sent_and_never_logged(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    key = "sk-test-never-log-me"
+    with trio.fail_after(30):
+        rig = await start_rig(
+            nursery,
+            sim_options=SimUpstreamOptions(require_api_key=key),
+            openai_api_key=Secret(key),
+        )
+        report = await rig.caller("talk").run()
+    assert len(report.ai_turns) >= 2  # the key was accepted: the call worked
+    text = " ".join(message + json.dumps(extra, default=str) for message, extra in logs.records)
+    assert key not in text
+    assert AUTH_TOKEN not in text
+
+
+def test_json_logs_carry_tag_fields_and_call_ids() -> None:
+    sink = io.StringIO()
+    configure_logging(fmt="json", level="INFO", sink=sink)
+    try:
+        from loguru import logger
+
+        with logger.contextualize(call_sid="CA1", stream_sid="MZ1"):
+            log_tagged("INFO", "BARGE_IN", "trigger=server", {"clear_ms": 0.4})
+            logger.debug("per-frame noise stays out at INFO")
+    finally:
+        configure_logging(fmt="text", level="DEBUG")
+    [line] = sink.getvalue().splitlines()
+    record = json.loads(line)["record"]
+    assert record["message"] == "BARGE_IN trigger=server"
+    assert record["extra"]["tag"] == "BARGE_IN"
+    assert record["extra"]["clear_ms"] == 0.4
+    assert record["extra"]["call_sid"] == "CA1"
+    assert record["extra"]["stream_sid"] == "MZ1"
