@@ -77,6 +77,7 @@ class BridgeConfig:
     max_call_s: float = 3540.0
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    log_transcripts: bool = False
 
     @property
     def uses_embedded_upstream(self) -> bool:
@@ -236,6 +237,12 @@ SETTINGS: tuple[Setting, ...] = (
         "BRIDGE_LOG_FORMAT", "log_format", "text", "`text` or `json` (one JSON object per line)."
     ),
     Setting("BRIDGE_LOG_LEVEL", "log_level", "INFO", "`DEBUG`, `INFO`, `WARNING`."),
+    Setting(
+        "BRIDGE_LOG_TRANSCRIPTS",
+        "log_transcripts",
+        "off",
+        "`on`: log what the caller and the AI said at INFO (personal data; the demo turns it on).",
+    ),
 )
 
 
@@ -306,6 +313,8 @@ def load_config(environ: Mapping[str, str]) -> BridgeConfig:
         changes["log_format"] = v
     if (v := get("BRIDGE_AUDIO_GATE")) is not None:
         changes["audio_gate"] = _flag(v, "BRIDGE_AUDIO_GATE")
+    if (v := get("BRIDGE_LOG_TRANSCRIPTS")) is not None:
+        changes["log_transcripts"] = _flag(v, "BRIDGE_LOG_TRANSCRIPTS")
     if (v := get("BRIDGE_NEGATIONS")) is not None:
         changes["negations"] = tuple(w.strip() for w in v.split(",") if w.strip())
     for name, attr, kind in (

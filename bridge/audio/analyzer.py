@@ -25,13 +25,14 @@ measurements behind each are in :class:`AnalyzerSettings`.
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
 from bridge.audio import level, mulaw
 from bridge.audio.echo import BIN_MS, EchoGuard
 from bridge.audio.gate import Gate
-from bridge.audio.vad import NoiseFloor, Sustain, is_dual_tone
+from bridge.audio.vad import VOICING_SPAN, NoiseFloor, Sustain, is_dual_tone, voicing
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,21 @@ class AnalyzerSettings:
     Each step of 20 ms adds 20 ms to every detection: p95 delay at SNR >= 10 dB was 89,
     109 and 129 ms at 20, 40 and 60 ms. The delay is min_onset_ms, plus the attack up to
     the threshold, plus up to one frame (the event is known at the end of the frame)."""
+    voiced_onset: bool = True
+    """Also declare voice (and the onset) on a single *voiced start* frame (see
+    ``voiced_margin_db``) instead of waiting for ``min_onset_ms`` of energy. False: only the
+    energy run counts."""
+    voiced_margin_db: float = 3.0
+    """A frame can be a voiced start if its mean power is this far above the noise floor
+    (and at least ``min_voice_dbfs``), the latest 20 ms correlate at a pitch period by
+    ``voicing_threshold``, fill the window and do not decay
+    (:meth:`bridge.audio.vad.Voicing.is_voiced_start`)."""
+    voicing_threshold: float = 0.5
+    """Least normalized autocorrelation of a voiced start."""
+    voiced_start_margin_db: float = 2.0
+    """The first pitch period of the 20 ms window must be this far above the noise floor."""
+    voiced_max_decay_db: float = 2.0
+    """The last pitch period may be at most this far under the loudest period-long span."""
     hangover_ms: float = 300.0
     """Voice stays declared (and the gate open) this long after the last candidate block.
     Word gaps (60-180 ms, plus the syllable edges below the threshold) chop speech with
@@ -108,7 +124,14 @@ class AnalyzerSettings:
     :class:`bridge.audio.echo.EchoGuard`)."""
 
     def __post_init__(self) -> None:
-        for name in ("prefix_ms", "margin_db", "hangover_ms", "echo_margin_db"):
+        for name in (
+            "prefix_ms",
+            "margin_db",
+            "hangover_ms",
+            "echo_margin_db",
+            "voiced_margin_db",
+            "voiced_max_decay_db",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.min_onset_ms <= 0 or self.floor_fall_tau_ms <= 0:
@@ -137,8 +160,13 @@ class FrameResult:
     """Mean power left after subtracting the echo bound, dBFS (the level if no echo)."""
     tone: bool
     """The frame was recognised as a DTMF dual tone, so it holds no candidate. Tested only
-    where it could change a decision (a loud block while voice or onset is still
-    building); a tone inside an utterance's hangover keeps the gate open like any sound."""
+    where it could change a decision (a loud block or a voiced start while voice or onset
+    is still building); a tone inside an utterance's hangover keeps the gate open like any
+    sound."""
+    voiced_start: bool
+    """The frame passed the voiced-start test (it declared voice or the onset at once
+    unless it was a tone). Tested only while voice or onset is not yet declared and the
+    frame is loud enough, so False says nothing about other frames."""
     release: tuple[bytes, ...]
     """Frames to send upstream now, oldest first: originals or same-length silence. Order
     and count are preserved across calls: the k-th frame released overall is the k-th frame
@@ -160,6 +188,11 @@ class InboundAnalyzer:
     """Sustained voice judged on the echo residual: its rising edge is ``onset``."""
     echo: EchoGuard | None
     gate: Gate
+    history: bytes
+    """The latest :data:`bridge.audio.vad.VOICING_SPAN` bytes of the stream (less at its
+    start or after a gap): the voicing test reads the pitch lags behind a frame from it."""
+    next_t_ms: float
+    """Where the next frame starts if none is lost, ms (NaN before the first frame)."""
 
     def __init__(self, settings: AnalyzerSettings) -> None:
         self.settings = settings
@@ -182,6 +215,8 @@ class InboundAnalyzer:
             else None
         )
         self.gate = Gate(prefix_ms=settings.prefix_ms, enabled=settings.gate_enabled)
+        self.history = b""
+        self.next_t_ms = math.nan
 
     def note_outbound(self, payload: bytes, play_start_ms: float) -> None:
         """μ-law ``payload`` we sent to the caller starts playing at ``play_start_ms``.
@@ -207,34 +242,60 @@ class InboundAnalyzer:
         if not payload:
             return self._empty(barge_in_active)
         settings = self.settings
+        history = self._advance_history(payload, t_ms)
         powers = level.block_powers(payload)
         block_list: list[float] = powers.tolist()
         durations = level.block_durations_ms(len(payload))
+        floor_dbfs = self.floor.floor_dbfs
         threshold = level.dbfs_to_power(
-            max(self.floor.floor_dbfs + settings.margin_db, settings.min_voice_dbfs)
+            max(floor_dbfs + settings.margin_db, settings.min_voice_dbfs)
         )
         total_ms = len(payload) / mulaw.BYTES_PER_MS
         frame_power = sum(map(operator.mul, block_list, durations)) / total_ms
         bound = None if self.echo is None else self.echo.observe(t_ms, powers)
-        bound_list = [0.0] * len(block_list) if bound is None else bound
+        if bound is None:
+            bound_list = [0.0] * len(block_list)
+            residual_power = frame_power
+        else:
+            bound_list = bound
+            residual_power = (
+                sum(
+                    max(power - echo_power, 0.0) * duration
+                    for power, echo_power, duration in zip(
+                        block_list, bound, durations, strict=True
+                    )
+                )
+                / total_ms
+            )
+        voiced_voice, voiced_near = self._voiced_start(
+            history, frame_power, residual_power, floor_dbfs
+        )
         tone = (
             settings.reject_tones
-            and max(block_list) >= threshold
-            and self._tone_matters(block_list, bound_list, threshold)
+            and (
+                voiced_voice
+                or voiced_near
+                or (
+                    max(block_list) >= threshold
+                    and self._tone_matters(block_list, bound_list, threshold)
+                )
+            )
             and is_dual_tone(payload, frame_power)
         )
         candidate = near_candidate = onset = False
-        residual_energy = 0.0
         for power, echo_power, duration in zip(block_list, bound_list, durations, strict=True):
-            residual = power - echo_power
             is_candidate = power >= threshold and not tone
-            is_near = is_candidate and residual >= threshold
+            is_near = is_candidate and power - echo_power >= threshold
             candidate |= is_candidate
             near_candidate |= is_near
             self.voice.update(is_candidate, duration)
             onset |= self.near.update(is_near, duration)
             self.floor.update(level.power_to_dbfs(power), duration)
-            residual_energy += max(residual, 0.0) * duration
+        if not tone:
+            if voiced_voice:
+                self.voice.start()
+            if voiced_near:
+                onset |= self.near.start()
         voice = self.voice.active
         release = self.gate.push(payload, open_now=barge_in_active or candidate or voice)
         return FrameResult(
@@ -244,10 +305,52 @@ class InboundAnalyzer:
             candidate=candidate,
             onset=onset,
             echo_explained=candidate and not near_candidate,
-            residual_dbfs=level.power_to_dbfs(residual_energy / total_ms),
+            residual_dbfs=level.power_to_dbfs(residual_power),
             tone=tone,
+            voiced_start=voiced_voice or voiced_near,
             release=release,
         )
+
+    def _advance_history(self, payload: bytes, t_ms: float) -> bytes:
+        """The stream's bytes just before ``payload`` (empty after a gap or a jump in
+        time: the voicing test must not correlate across it); keeps the new history."""
+        history = self.history if abs(t_ms - self.next_t_ms) < 0.5 else b""
+        self.history = (history + payload)[-VOICING_SPAN:]
+        self.next_t_ms = t_ms + len(payload) / mulaw.BYTES_PER_MS
+        return (history + payload)[-VOICING_SPAN:]
+
+    def _voiced_start(
+        self, samples: bytes, frame_power: float, residual_power: float, floor_dbfs: float
+    ) -> tuple[bool, bool]:
+        """Whether the frame is a voiced start for ``voice`` and for the onset.
+
+        Voicing is only measured where it could change a decision: for ``voice`` while it
+        is not active and the frame is loud enough, for the onset likewise on the echo
+        residual. The residual must also carry at least half of the frame's power: the
+        periodicity is measured on the line's signal, so it is only the caller's when the
+        caller dominates (echo of the AI's voice is periodic too).
+        """
+        settings = self.settings
+        if not settings.voiced_onset or (self.voice.active and self.near.active):
+            return False, False
+        needed = level.dbfs_to_power(
+            max(floor_dbfs + settings.voiced_margin_db, settings.min_voice_dbfs)
+        )
+        for_voice = not self.voice.active and frame_power >= needed
+        for_near = (
+            not self.near.active
+            and residual_power >= needed
+            and 2.0 * residual_power >= frame_power
+        )
+        if not (for_voice or for_near):
+            return False, False
+        measured = voicing(mulaw.decode_float(samples))
+        voiced = measured.is_voiced_start(
+            level.dbfs_to_power(floor_dbfs + settings.voiced_start_margin_db),
+            min_correlation=settings.voicing_threshold,
+            max_decay_db=settings.voiced_max_decay_db,
+        )
+        return for_voice and voiced, for_near and voiced
 
     def _tone_matters(self, powers: list[float], bound: list[float], threshold: float) -> bool:
         """Whether a DTMF verdict could change a decision for a frame with a loud block:
@@ -275,5 +378,6 @@ class InboundAnalyzer:
             echo_explained=False,
             residual_dbfs=level.SILENCE_DBFS,
             tone=False,
+            voiced_start=False,
             release=self.gate.push(b"", open_now=barge_in_active or voice),
         )

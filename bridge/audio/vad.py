@@ -1,7 +1,7 @@
-"""Adaptive noise floor, sustained-voice detection with hangover, and a DTMF rejector.
+"""Adaptive noise floor, sustained-voice detection with hangover, voicing, DTMF rejection.
 
-Three small pieces that :mod:`bridge.audio.analyzer` runs per 10 ms block
-(:data:`bridge.audio.level.BLOCK_MS`); all levels are dBFS, all durations ms.
+Small pieces that :mod:`bridge.audio.analyzer` runs per 10 ms block
+(:data:`bridge.audio.level.BLOCK_MS`) or per frame; all levels are dBFS, all durations ms.
 
 * :class:`NoiseFloor` learns the line's noise level per call: it falls quickly toward
   quieter blocks (the floor tracks the *dips* between syllables and words) and rises only
@@ -10,7 +10,14 @@ Three small pieces that :mod:`bridge.audio.analyzer` runs per 10 ms block
   ``D`` dB above ``floor + margin`` reads as voice for about ``D / rise_db_per_s`` seconds.
 * :class:`Sustain` turns per-block candidates into a sustained decision: active after
   ``min_run_ms`` of consecutive candidate blocks, held through ``hangover_ms`` of
-  non-candidates so word gaps do not chop speech. It reports the rising edge.
+  non-candidates so word gaps do not chop speech. It reports the rising edge, and
+  :meth:`Sustain.start` activates it at once for a voiced start.
+* :func:`voicing` measures whether the latest 20 ms are periodic at a pitch period
+  (normalized autocorrelation peak over lags of 2.5-12.5 ms, F0 80-400 Hz) and how the
+  energy of one period evolves across them. :meth:`Voicing.is_voiced_start` turns that
+  into the fast onset test: voice is periodic, clicks and noise are not, and the resonant
+  knocks and thuds that are periodic decay from their first period on, while a voice
+  starting up does not.
 * :func:`is_dual_tone` recognises DTMF key tones (two sinusoids, one from the row group,
   one from the column group, carrying almost all the power), which are loud and
   sustained but are not the caller's voice. Twilio reports keys as ``dtmf`` events anyway.
@@ -38,6 +45,15 @@ _MIN_TONE_SAMPLES: Final = 80
 other sound: no tone decision."""
 _MAX_TONE_SAMPLES: Final = 320
 """Longer payloads are judged on their last 40 ms (bounded cost and basis size)."""
+
+PITCH_MIN_LAG: Final = 20
+"""Shortest pitch period tested, samples (2.5 ms: F0 up to 400 Hz)."""
+PITCH_MAX_LAG: Final = 100
+"""Longest pitch period tested, samples (12.5 ms: F0 down to 80 Hz)."""
+VOICING_WINDOW: Final = 160
+"""Samples judged by :func:`voicing` (20 ms: two to eight pitch periods)."""
+VOICING_SPAN: Final = VOICING_WINDOW + PITCH_MAX_LAG
+"""Samples :func:`voicing` reads: the window plus the longest lag before it (32.5 ms)."""
 
 
 @dataclass(slots=True)
@@ -103,6 +119,110 @@ class Sustain:
             if self.hang_left_ms <= 0.0:
                 self.active = False
         return False
+
+    def start(self) -> bool:
+        """Activate at once (a voiced start), re-arming the hangover; return True only if
+        the decision was not active yet (the rising edge)."""
+        self.hang_left_ms = self.hangover_ms
+        if self.active:
+            return False
+        self.active = True
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Voicing:
+    """Periodicity of a 20 ms window and the energy of its pitch periods.
+
+    Powers are mean powers (of samples in [-1, 1)) over one period-long span of the
+    window, on the scale of :func:`bridge.audio.level.frame_power`.
+    """
+
+    correlation: float
+    """Normalized autocorrelation at ``lag``, in [-1, 1]; 0.0 if no lag could be tested."""
+    lag: int
+    """The best pitch period, samples (the shortest on ties; 0 if none was tested)."""
+    first_power: float
+    """Mean power of the window's first period."""
+    last_power: float
+    """Mean power of the window's last period."""
+    loudest_power: float
+    """Mean power of the loudest period-long span of the window."""
+
+    def is_voiced_start(
+        self,
+        start_power: float,
+        *,
+        min_correlation: float,
+        max_decay_db: float,
+    ) -> bool:
+        """Whether the window looks like a voice starting up rather than a transient.
+
+        Three tests, all needed: the window is periodic (``correlation`` at least
+        ``min_correlation``); the sound fills it (its first period has at least
+        ``start_power``, so a transient that starts late in the window is not judged on
+        the few periods it has shown); and it does not decay (the last period is at most
+        ``max_decay_db`` under the loudest period-long span). A resonant knock is as
+        periodic as a vowel, but its loudest period is its first one: by its third or
+        fourth period a 40 ms knock has decayed by more than 2 dB. Measuring the energy
+        over whole periods keeps the pitch pulses of a steady voice from looking like
+        a decay.
+        """
+        return (
+            self.correlation >= min_correlation
+            and self.first_power >= start_power
+            and self.last_power * 10.0 ** (max_decay_db / 10.0) >= self.loudest_power
+        )
+
+
+_NOT_VOICED: Final = Voicing(0.0, 0, 0.0, 0.0, 0.0)
+
+
+def voicing(samples: Float32Array) -> Voicing:
+    """Periodicity of the last :data:`VOICING_WINDOW` samples of ``samples`` (8 kHz).
+
+    For each lag ``T`` from :data:`PITCH_MIN_LAG` to :data:`PITCH_MAX_LAG` that the
+    earlier samples allow, the window ``w`` is correlated with the same span ``T`` samples
+    earlier, ``w_T``: ``r(T) = <w, w_T> / sqrt(|w|² |w_T|²)``. The peak ``r`` is about 1
+    for a steady periodic sound at that period, about ``s / (1 + s)`` for one at
+    signal-to-noise power ratio ``s`` in noise, and near 0 for noise alone: the maximum
+    over all lags of stationary line noise stayed under 0.45 (15,000 windows at -60 to
+    -40 dBFS), and a decaying white-noise click gave under 0.6. A pure tone or a resonance
+    correlates at its period as well as a vowel does; :meth:`Voicing.is_voiced_start`
+    needs the energy figures to tell those apart.
+
+    Fewer than ``VOICING_WINDOW + PITCH_MIN_LAG`` samples, or a silent window, give a
+    correlation of 0.0. Cost: one ``np.correlate`` of 81 lags by 160 samples and a few
+    vector operations, about 12 µs.
+    """
+    n = len(samples)
+    window = VOICING_WINDOW
+    max_lag = min(PITCH_MAX_LAG, n - window)
+    if max_lag < PITCH_MIN_LAG:
+        return _NOT_VOICED
+    # energy[k] is the energy of samples[:k]; the leading 0 makes every span a difference.
+    energy = np.concatenate((np.zeros(1, dtype=samples.dtype), np.cumsum(samples * samples)))
+    window_energy = float(energy[n] - energy[n - window])
+    if window_energy <= 0.0:
+        return _NOT_VOICED
+    # Index k of these three arrays is lag max_lag - k.
+    products = np.correlate(samples[n - window - max_lag : n - PITCH_MIN_LAG], samples[-window:])
+    lagged_energy = (
+        energy[n - max_lag : n - PITCH_MIN_LAG + 1]
+        - energy[n - window - max_lag : n - window - PITCH_MIN_LAG + 1]
+    )
+    correlations = products / np.sqrt(np.maximum(lagged_energy * window_energy, 1e-30))
+    # Searched from the shortest lag: a tie with a multiple of the period goes to the period.
+    lag = PITCH_MIN_LAG + int(np.argmax(correlations[::-1]))
+    start = n - window
+    periods = (energy[start + lag : n + 1] - energy[start : n + 1 - lag]) / lag
+    return Voicing(
+        correlation=float(correlations[max_lag - lag]),
+        lag=lag,
+        first_power=float(periods[0]),
+        last_power=float(periods[-1]),
+        loudest_power=float(periods.max()),
+    )
 
 
 @lru_cache(maxsize=16)

@@ -27,6 +27,7 @@ from bridge.core.actions import (
     BargeIn,
     EndCall,
     Log,
+    LogLevel,
     SendUpstream,
     Truncation,
     WakeTx,
@@ -63,6 +64,8 @@ class CoreSettings:
     fast_barge_in: FastBargeIn = "off"
     confirm_window_ms: int = 700
     """Local fast path: how long the held audio waits for the server's ``speech_started``."""
+    log_transcripts: bool = False
+    """Log what the caller and the AI said at INFO (personal data: off by default)."""
 
 
 class SessionPhase(Enum):
@@ -233,6 +236,10 @@ class CallCore:
             or self._duck is not None
         )
 
+    @property
+    def _transcript_level(self) -> LogLevel:
+        return "INFO" if self.settings.log_transcripts else "DEBUG"
+
     def is_cancelled(self, response_id: str) -> bool:
         return response_id in self._cancelled
 
@@ -329,7 +336,16 @@ class CallCore:
             case rt.ItemDeleted():
                 return [Log("DEBUG", "DELETED", ev.item_id)]
             case rt.TranscriptDone():
-                return [Log("DEBUG", "AI_TRANSCRIPT", f"{ev.item_id}: {ev.transcript}")]
+                if ev.response_id in self._cancelled:
+                    return []
+                return [
+                    Log(
+                        self._transcript_level,
+                        "AI_SAID",
+                        repr(ev.transcript),
+                        {"item_id": ev.item_id},
+                    )
+                ]
             case rt.UnknownEvent():
                 self.counters.upstream_unknown += 1
                 return [Log("DEBUG", "UPSTREAM_UNKNOWN", f"ignored event type {ev.event_type!r}")]
@@ -441,7 +457,9 @@ class CallCore:
 
     def _on_input_transcript(self, ev: rt.InputTranscript) -> list[Action]:
         released, discarded = self._notes.on_caller_transcript(ev.transcript)
-        actions: list[Action] = []
+        actions: list[Action] = [
+            Log(self._transcript_level, "CALLER_SAID", repr(ev.transcript), {"item_id": ev.item_id})
+        ]
         if discarded:
             self.counters.notes_discarded += len(discarded)
             actions.append(

@@ -40,4 +40,5 @@ class Services:
             negations=config.negations or DEFAULT_NEGATIONS,
             fast_barge_in=config.fast_barge_in,
             confirm_window_ms=config.confirm_window_ms,
+            log_transcripts=config.log_transcripts,
         )

@@ -23,7 +23,14 @@ from bridge.sim.script import script_from_name
 
 async def run_demo(config: BridgeConfig, wav_out: Path, script: str) -> int:
     wav_out.parent.mkdir(parents=True, exist_ok=True)
-    local = replace(config, host="127.0.0.1", port=0, openai_api_key=None, openai_realtime_url=None)
+    local = replace(
+        config,
+        host="127.0.0.1",
+        port=0,
+        openai_api_key=None,
+        openai_realtime_url=None,
+        log_transcripts=True,
+    )
     async with trio.open_nursery() as nursery:
         server: BridgeServer = await nursery.start(run_bridge, local)
         caller = SimCaller(

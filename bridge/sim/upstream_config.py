@@ -90,7 +90,7 @@ class SessionSettings:
     items_per_response: int = 1
     caller_transcripts: tuple[str, ...] = (
         "I'd like to check the status of my order.",
-        "Can you tell me a bit more about that?",
+        "Sorry, actually: what are your opening hours?",
         "Okay, thank you very much.",
     )
     transcription_delay_ms: float = 150.0

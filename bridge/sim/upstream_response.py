@@ -55,7 +55,7 @@ def reply_text(
     if item_index > 0:
         head = "And one more thing:"
     elif answering is not None:
-        head = f"You said: {answering}."
+        head = f"You said: {answering.rstrip('.!? ')}."
     elif greeting:
         head = GREETING
     else:
