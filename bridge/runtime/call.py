@@ -360,6 +360,10 @@ async def _run(io: CallIO) -> None:
             connection_nursery.cancel_scope.cancel()
 
 
+def _dbfs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}dBFS"
+
+
 def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for sub in exc.exceptions for leaf in _leaf_exceptions(sub)]
@@ -398,8 +402,14 @@ async def _finish(io: CallIO) -> None:
         f"frames_in={counters.frames_in} audio_ms_sent={counters.audio_ms_sent} "
         f"late_deltas_dropped={counters.late_deltas_dropped} "
         f"malformed={counters.twilio_malformed}+{counters.upstream_malformed} "
+        f"gated={counters.frames_gated} noise_floor={_dbfs(io.gate.floor_dbfs)} "
         f"rest_hangup={hangup}",
-        {"reason": reason, "duration_s": round(duration, 3), **counters.as_dict()},
+        {
+            "reason": reason,
+            "duration_s": round(duration, 3),
+            "noise_floor_dbfs": io.gate.floor_dbfs,
+            **counters.as_dict(),
+        },
     )
     services.registry.remove(io.handle)
     io.handle.ended.set()

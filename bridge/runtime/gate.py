@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from bridge.audio.analyzer import AnalyzerSettings, InboundAnalyzer
 from bridge.config import BridgeConfig
-from bridge.core.actions import Action
+from bridge.core.actions import Action, Log
 from bridge.core.call import CallCore
 from bridge.core.playout import BYTES_PER_MS
 from bridge.runtime.codec import UpstreamCodec
@@ -38,7 +38,16 @@ class InboundFrame:
 
 
 class GateStage:
-    __slots__ = ("_analyzer", "_caller_ms", "_caller_ms_at", "_codec", "_core", "_pending")
+    __slots__ = (
+        "_analyzer",
+        "_caller_ms",
+        "_caller_ms_at",
+        "_codec",
+        "_core",
+        "_pending",
+        "floor_dbfs",
+        "voice",
+    )
 
     def __init__(self, core: CallCore, config: BridgeConfig, codec: UpstreamCodec) -> None:
         self._core = core
@@ -48,6 +57,10 @@ class GateStage:
         """Frames given to the analyzer and not yet released (at most the prefix window)."""
         self._caller_ms = 0.0
         self._caller_ms_at: float | None = None
+        self.voice = False
+        """The analyzer's sustained voice decision after the latest frame."""
+        self.floor_dbfs: float | None = None
+        """The caller's learned noise floor after the latest frame, dBFS."""
 
     def note_caller_time(self, timestamp_ms: int, now: float) -> None:
         self._caller_ms, self._caller_ms_at = float(timestamp_ms), now
@@ -74,6 +87,20 @@ class GateStage:
             frame.payload, frame.timestamp_ms, barge_in_active=core.barge_in_active
         )
         actions = core.on_local_onset(now) if result.onset else []
+        self.floor_dbfs = result.floor_dbfs
+        if result.voice != self.voice:
+            # Transitions only: per-frame decisions never reach the log.
+            self.voice = result.voice
+            actions.append(
+                Log(
+                    "DEBUG",
+                    "VAD",
+                    f"voice {'on' if result.voice else 'off'} at {frame.timestamp_ms} ms: "
+                    f"level {result.level_dbfs:.1f} dBFS, floor {result.floor_dbfs:.1f} dBFS"
+                    + (", onset (not echo)" if result.onset else ""),
+                    {"level_dbfs": result.level_dbfs, "floor_dbfs": result.floor_dbfs},
+                )
+            )
         texts: list[str] = []
         for audio in result.release:
             source = self._pending.popleft()
