@@ -9,11 +9,12 @@ its constructor, and cannot grow new ones.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import trio
 
-from bridge.config import ConfigError, Secret, load_config
+from bridge.config import SETTINGS, ConfigError, Secret, load_config
 from bridge.core.call import CallCore, CallCounters
 from bridge.core.playout import PlayoutLedger
 from bridge.core.twilio import Start
@@ -114,3 +115,13 @@ def test_dataclass_state_has_slots() -> None:
         instance = cls() if cls is CallCounters else PlayoutLedger(160, 10)
         with pytest.raises(AttributeError):
             instance._cancelled_response_ids = set()  # type: ignore[attr-defined]
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = {
+        line.split("|")[1].strip().strip("`")
+        for line in readme.splitlines()
+        if line.startswith("| `")
+    }
+    assert {setting.env for setting in SETTINGS} <= table
