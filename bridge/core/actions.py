@@ -75,6 +75,9 @@ class BargeIn:
     deleted_item_ids: tuple[str, ...]
     held: bool
     """Local fast path: unplayed audio is held, not dropped, until the server confirms."""
+    caller_speech_ms: float | None
+    """Where the server placed the interrupting speech (``audio_start_ms``, prefix padding
+    included), on the caller's clock (Twilio media ms), when known."""
 
 
 Action = SendUpstream | WakeTx | EndCall | Log | BargeIn

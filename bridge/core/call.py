@@ -176,7 +176,6 @@ class CallCore:
         "settings",
         "started_at",
         "stream_sid",
-        "user_speaking",
     )
 
     def __init__(self, settings: CoreSettings, *, stream_sid: str, call_sid: str, now: float):
@@ -205,7 +204,6 @@ class CallCore:
         self._barge_in_active = False
         self._barge_in_epoch = 0
         self._event_seq = 0
-        self.user_speaking = False
 
     # -- read-only views ------------------------------------------------------------------
 
@@ -441,7 +439,6 @@ class CallCore:
         return actions
 
     def _on_speech_started(self, ev: rt.SpeechStarted, now: float) -> list[Action]:
-        self.user_speaking = True
         if self._duck is not None:
             return [self._barge_in(now, "confirmed", ev.audio_start_ms)]
         if not self.ai_speaking:
@@ -449,7 +446,6 @@ class CallCore:
         return [self._barge_in(now, "server", ev.audio_start_ms)]
 
     def _on_speech_stopped(self, ev: rt.SpeechStopped) -> list[Action]:
-        self.user_speaking = False
         if not self._barge_in_active:
             return []
         self._barge_in_active = False
@@ -593,6 +589,7 @@ class CallCore:
                 truncations=(),
                 deleted_item_ids=(),
                 held=True,
+                caller_speech_ms=None,
             )
         ]
 
@@ -664,6 +661,7 @@ class CallCore:
             truncations=tuple(truncations),
             deleted_item_ids=tuple(deleted),
             held=False,
+            caller_speech_ms=self.input_clock.to_twilio_ms(audio_start_ms),
         )
 
     # -- application notes ----------------------------------------------------------------

@@ -95,9 +95,6 @@ class Pacer:
     play_end_at: float = 0.0
     """Trio time (s) at which all audio sent so far will have played (estimate)."""
 
-    def ahead_ms(self, now: float) -> float:
-        return max(0.0, (self.play_end_at - now) * 1000.0)
-
     def ready_at(self, now: float, frame_ms: float) -> float:
         """Earliest time the next frame of ``frame_ms`` may be sent."""
         return max(now, self.play_end_at - max(0.0, self.lead_ms - frame_ms) / 1000.0)

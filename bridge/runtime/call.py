@@ -158,6 +158,8 @@ async def _barge_in(io: CallIO, upstream: Upstream, plan: BargeIn) -> None:
     upstream_ms = (trio.current_time() - plan.detected_at) * 1000.0
     io.services.metrics.barge_ins[plan.trigger] += 1
     steps = [f"trigger={plan.trigger}"]
+    if plan.caller_speech_ms is not None:
+        steps.append(f"speech_at={plan.caller_speech_ms:.0f}ms")
     steps.append(f"clear={clear_ms:.2f}ms" if clear_ms is not None else "clear=earlier")
     steps.append(f"flushed={plan.flushed_frames}f/{plan.flushed_ms}ms")
     steps.append(f"unplayed_at_twilio={plan.unplayed_at_twilio_ms}ms")
@@ -189,6 +191,7 @@ async def _barge_in(io: CallIO, upstream: Upstream, plan: BargeIn) -> None:
             "deleted": list(plan.deleted_item_ids),
             "upstream_ms": upstream_ms if plan.upstream else None,
             "held": plan.held,
+            "caller_speech_ms": plan.caller_speech_ms,
         },
     )
 

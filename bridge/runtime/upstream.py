@@ -86,10 +86,6 @@ class Upstream:
         finally:
             await self._stream.aclose()
 
-    @property
-    def is_closed(self) -> bool:
-        return self._ws.closed is not None
-
 
 def _target(url: str) -> tuple[str, int, str, bool]:
     """(host, port, resource, tls) of a ``ws://`` or ``wss://`` URL."""
