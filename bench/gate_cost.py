@@ -7,8 +7,11 @@ Run from the project root::
 Every 20 ms frame is timed around all the stage's work for that frame: noting the outbound
 frame that plays at that time (:meth:`InboundAnalyzer.note_outbound`, the echo guard's input)
 and :meth:`InboundAnalyzer.process` (level from the μ-law bytes, noise floor, voice and
-onset decisions, DTMF test, echo bound and estimate, gate). The μ-law decode is a table
-lookup inside the level computation. The audio comes from the :mod:`bench.vad` corpus:
+onset decisions, voicing test and background voicing, DTMF test, echo bound and estimate,
+gate). The μ-law decode is a table lookup inside the level computation. The voicing test
+runs on few frames (about 14 µs each: frames loud enough to change a decision not yet
+taken, and every 80 ms of a quiet line without outbound audio), so it shows in the caller
+mix's mean and p95 rather than in the p50. The audio comes from the :mod:`bench.vad` corpus:
 
 * ``caller only``: speech at 10 dB SNR over -50 dBFS noise, with no outbound audio (the
   echo guard costs nothing here);

@@ -2,7 +2,7 @@
 
 Run from the project root::
 
-    .venv/bin/python -m bench.vad --out out/bench-vad.json [--no-sweep]
+    .venv/bin/python -m bench.vad --out out/bench-vad.json [--no-sweep] [--seed-offset N]
 
 Corpus (every scenario is 30 s and goes through μ-law encode/decode, as on a phone line):
 
@@ -13,11 +13,23 @@ Corpus (every scenario is 30 s and goes through μ-law encode/decode, as on a ph
   apart) at SNR 20/10/5/0 dB over each noise. The SNR is the voiced RMS of the speech over the
   noise RMS. The true onset is the start of a burst's first syllable, the first sample its
   envelope leaves zero. The synthetic syllables rise as ``sin^1.5`` over 60-130 ms, which is
-  slower than most real plosive or vowel attacks.
+  slower than most real plosive or vowel attacks: at 10 dB SNR the speech is (median) only as
+  loud as the noise 30 ms after its true onset. An onset is known only at the end of the 20 ms
+  frame that completes it, so up to 20 ms of every delay is the wait for the frame.
 * ``dtmf``: sequences of 6 keys, 100 ms tone and 100 ms gap, at -10/-15/-20 dBFS over -50 dBFS
   noise, with 2 dB of twist.
 * ``clicks``: clicks and knocks, 1-40 ms decaying bursts at -20 to -10 dBFS over -50 dBFS
   noise.
+* ``click``/``knock``/``thud`` at -30/-20/-10 dBFS (groups ``clicks`` and ``knocks``): about 30
+  transients of 1-40 ms per 30 s over -50 dBFS noise (:func:`transient`). Clicks are decaying
+  broadband noise; knocks ring in three inharmonic modes after a broadband impact, thuds in one
+  low mode (80-300 Hz). A ringing mode is periodic, so knocks and thuds are the hard case for a
+  voicing test; nothing here should trigger the onset.
+* ``rumble``: -45 dBFS low-frequency noise, white noise through a first-order low-pass with
+  pole 0.8, 0.9 or 0.95 (corner at about 280, 130 and 65 Hz: road, engine, wind). Stationary,
+  but it has few independent samples per window, so its level and its apparent periodicity
+  swing far more than line noise's; it checks that the voicing test learns the line
+  (:class:`bridge.audio.vad.VoicingFloor`).
 * ``wobble``: -45 dBFS line noise whose level drifts by up to ±4 dB at 0.3-3 Hz (AGC, road
   noise): not stationary, so outside the no-false-trigger target, but it sets ``margin_db``.
 * ``echo``: the AI's audio (:data:`bridge.audio.synth.AI_VOICE`, turns of 3-6 s) is played to
@@ -27,26 +39,32 @@ Corpus (every scenario is 30 s and goes through μ-law encode/decode, as on a ph
 * ``doubletalk``: the same, plus caller bursts (-20 dBFS) starting inside the AI's turns.
 
 Per condition it reports the onset detection delay p50/p95 (ms from the true onset to the end of
-the frame whose ``FrameResult.onset`` fired), the missed onsets, and the false triggers per minute
-(onsets not within any burst's window, from 20 ms before its onset to its end plus the hangover).
-It also reports:
+the frame whose ``FrameResult.onset`` fired; the delays themselves are in the JSON), the missed
+onsets, and the false triggers per minute (onsets not within any burst's window, from 20 ms
+before its onset to its end plus the hangover). It also reports:
 
-* ``audible``: the delay measured from the first 10 ms block where the caller is at least as
-  loud as everything else on the line (local SNR >= 0 dB), a fairer zero for slow attacks;
-* ``rise``: ms from the true onset to the first candidate block, the part of the delay that
-  comes from the attack rather than from ``min_onset_ms``;
+* ``audible``, a *secondary* measure, not the target's: the delay measured from the first
+  10 ms block where the caller is at least as loud as everything else on the line (local
+  SNR >= 0 dB), a zero that does not depend on how slowly the synthetic attack rises;
+* ``rise``: ms from the true onset to the first candidate block (``margin_db`` above the
+  floor), the part of an energy-path delay that comes from the attack;
 * ``extra_onsets_in_bursts``: re-onsets inside an utterance (speech chopped by word gaps);
 * ``voiced_passed_pct``: the share of the caller's voiced frames the gate released as audio;
 * ``tail_passed_ms``: audio passed after each utterance (the hangover's cost);
 * ``far_silenced_pct``: the share of frames far from any caller speech released as silence
   (low in the echo groups by design: the gate passes echo, only the onset is guarded).
 
-The targets are checked as the issue states them, from the true onset. The sweep section
-moves one setting at a time around the defaults and summarises the corpus for each.
+The targets are checked as the issue states them, from the true onset: the p95 delay at SNR
+>= 10 dB per condition (7-9 onsets each, so close to the condition's worst onset; the pooled
+p50/p95 over all of them is given alongside), and no false trigger on stationary line noise,
+echo at -10 dB or lower, DTMF, and clicks, knocks and thuds. The per-frame cost target is
+``bench.gate_cost``'s. The sweep section moves one setting at a time around the defaults and
+summarises the corpus for each. ``--seed-offset`` draws the same conditions from other seeds.
 
 The module is organised as importable pieces: the corpus builders (``*_scenarios``,
-:func:`make_corpus`), :func:`run_scenario`, :func:`score`, and one function per report section,
-composed by :func:`main`.
+:func:`make_corpus`), :func:`run_scenario`, :func:`score`, and one function per report section
+(``section_*``), composed by :func:`main`, which prints each section's table and adds its rows
+to the JSON report under its own key; another section (an end-to-end one) slots in the same way.
 """
 
 from __future__ import annotations
@@ -81,6 +99,9 @@ ECHO_DELAYS_MS = (40, 120, 250)
 ECHO_ATTENUATIONS_DB = (-6.0, -10.0, -20.0)
 ECHO_NOISE_DBFS = -55.0
 CLICK_MAX_MS = 40
+TRANSIENT_KINDS = ("click", "knock", "thud")
+TRANSIENT_LEVELS_DBFS = (-30.0, -20.0, -10.0)
+TRANSIENT_NOISE_DBFS = -50.0
 WOBBLE_DB = 4.0
 OUTBOUND_LEAD_MS = 60
 """The bridge notes outbound audio when it sends it, a little before Twilio plays it."""
@@ -222,6 +243,26 @@ def speech_scenarios(seed: int = 200) -> list[Scenario]:
     return out
 
 
+RUMBLE_POLES = (0.8, 0.9, 0.95)
+RUMBLE_DBFS = -45.0
+
+
+def rumble_scenarios(seed: int = 470) -> list[Scenario]:
+    """White noise through a first-order low-pass with each pole of :data:`RUMBLE_POLES`, at
+    :data:`RUMBLE_DBFS`."""
+    out = []
+    for i, pole in enumerate(RUMBLE_POLES):
+        white = np.random.default_rng(seed + i).normal(0.0, 1.0, SCENARIO_MS * RATE // 1000)
+        # The impulse response pole**k, truncated where it has decayed by 100 dB.
+        taps = pole ** np.arange(int(np.ceil(-5.0 / np.log10(pole))))
+        noise = np.convolve(white, taps)[: len(white)]
+        noise *= 10 ** (RUMBLE_DBFS / 20) / float(np.sqrt(np.mean(noise**2)))
+        frames = (False,) * (len(noise) // FRAME_BYTES)
+        name = f"rumble {RUMBLE_DBFS:.0f} pole{pole:g}"
+        out.append(Scenario(name, "rumble", _to_ulaw(noise), b"", (), (), frames))
+    return out
+
+
 def wobble_scenarios(seed: int = 450) -> list[Scenario]:
     """-45 dBFS line noise with its level drifting by up to ±:data:`WOBBLE_DB` dB."""
     rng = np.random.default_rng(seed)
@@ -279,6 +320,65 @@ def click_scenarios(seed: int = 400) -> list[Scenario]:
         t += float(rng.uniform(500.0, 1500.0))
     frames = len(total) // FRAME_BYTES
     return [Scenario("clicks", "clicks", _to_ulaw(total), b"", (), (), (False,) * frames)]
+
+
+def transient(kind: str, n_samples: int, rng: np.random.Generator) -> npt.NDArray[np.float64]:
+    """One transient of ``n_samples`` (8 kHz), scaled to 0 dBFS RMS over its first quarter.
+
+    * ``click``: white noise decaying by 3 time constants over its length (a tap, a crackle).
+    * ``knock``: three damped modes at 100-1500 Hz, each decaying by 2 to 5 time constants
+      over the length, after 2 ms of decaying broadband impact (a knuckle on a door or a desk).
+    * ``thud``: one damped mode at 80-300 Hz decaying by 3 time constants (a door shutting,
+      a fist on a table); the most voice-like, as its ring is in the pitch range.
+
+    Raises:
+        ValueError: for an unknown ``kind``.
+    """
+    t = np.arange(n_samples) / RATE
+    duration_s = n_samples / RATE
+    if kind == "click":
+        x = rng.normal(0.0, 1.0, n_samples) * np.exp(-3.0 * t / duration_s)
+    elif kind == "knock":
+        x = np.zeros(n_samples)
+        for _ in range(3):
+            freq = rng.uniform(100.0, 1500.0)
+            tau = duration_s / rng.uniform(2.0, 5.0)
+            phase = rng.uniform(0.0, 2 * np.pi)
+            x += rng.uniform(0.3, 1.0) * np.exp(-t / tau) * np.sin(2 * np.pi * freq * t + phase)
+        impact = min(16, n_samples)
+        x[:impact] += rng.normal(0.0, 1.0, impact) * np.exp(-np.arange(impact) / 4.0)
+    elif kind == "thud":
+        freq = rng.uniform(80.0, 300.0)
+        x = np.exp(-3.0 * t / duration_s) * np.sin(2 * np.pi * freq * t)
+    else:
+        raise ValueError(f"unknown transient kind {kind!r}")
+    head = x[: max(8, n_samples // 4)]
+    return x / float(np.sqrt(np.mean(head**2)))
+
+
+def transient_scenarios(seed: int = 420) -> list[Scenario]:
+    """Each kind of :data:`TRANSIENT_KINDS` at each level of :data:`TRANSIENT_LEVELS_DBFS`
+    (RMS over the transient's first quarter), 1-40 ms long, every 0.5-1.5 s, over
+    :data:`TRANSIENT_NOISE_DBFS` line noise."""
+    out = []
+    for i, kind in enumerate(TRANSIENT_KINDS):
+        for j, level_dbfs in enumerate(TRANSIENT_LEVELS_DBFS):
+            case_seed = seed + 10 * i + j
+            rng = np.random.default_rng(case_seed)
+            total = synth.line_noise(
+                SCENARIO_MS, seed=case_seed, level_dbfs=TRANSIENT_NOISE_DBFS
+            ).astype(np.float64)
+            t = 500.0
+            while t < SCENARIO_MS - 100.0:
+                n = int(rng.integers(8, CLICK_MAX_MS * mulaw.BYTES_PER_MS + 1))
+                a = int(t * RATE / 1000)
+                total[a : a + n] += 10 ** (level_dbfs / 20) * transient(kind, n, rng)
+                t += float(rng.uniform(500.0, 1500.0))
+            frames = (False,) * (len(total) // FRAME_BYTES)
+            group = "clicks" if kind == "click" else "knocks"
+            name = f"{kind} {level_dbfs:.0f}"
+            out.append(Scenario(name, group, _to_ulaw(total), b"", (), (), frames))
+    return out
 
 
 def _ai_track(seed: int) -> tuple[bytes, list[tuple[float, float]]]:
@@ -359,17 +459,25 @@ def echo_scenarios(seed: int = 500, *, with_caller: bool = False) -> list[Scenar
     ]
 
 
-def make_corpus() -> list[Scenario]:
-    """The whole deterministic corpus, in report order."""
+def make_corpus(seed_offset: int = 0) -> list[Scenario]:
+    """The whole deterministic corpus, in report order.
+
+    ``seed_offset`` (a multiple of 1000 keeps the builders' seeds apart) draws another
+    corpus of the same conditions: the defaults were checked on offsets 1000-3000 too, so
+    that they are not fitted to one draw of noise, speech and transients.
+    """
+    k = seed_offset
     return [
         *silence_scenarios(),
-        *noise_scenarios(),
-        *wobble_scenarios(),
-        *speech_scenarios(),
-        *dtmf_scenarios(),
-        *click_scenarios(),
-        *echo_scenarios(),
-        *echo_scenarios(600, with_caller=True),
+        *noise_scenarios(100 + k),
+        *rumble_scenarios(470 + k),
+        *wobble_scenarios(450 + k),
+        *speech_scenarios(200 + k),
+        *dtmf_scenarios(300 + k),
+        *click_scenarios(400 + k),
+        *transient_scenarios(420 + k),
+        *echo_scenarios(500 + k),
+        *echo_scenarios(600 + k, with_caller=True),
     ]
 
 
@@ -464,6 +572,7 @@ def score(scenario: Scenario, trace: Trace, settings: AnalyzerSettings) -> dict[
         "delay_p50_ms": _percentile(delays, 50),
         "delay_p95_ms": _percentile(delays, 95),
         "delay_max_ms": max(delays) if delays else None,
+        "delays_ms": delays,
         "audible_p50_ms": _percentile(audible_delays, 50),
         "audible_p95_ms": _percentile(audible_delays, 95),
         "rise_p50_ms": _percentile(rises, 50),
@@ -489,12 +598,34 @@ def _snr(row: dict[str, Any]) -> float:
     return float(name.split()[1][3:]) if row["group"] == "speech" else float("nan")
 
 
+def _pooled(rows: Sequence[dict[str, Any]], q: float) -> float | None:
+    """Percentile ``q`` of the onset delays of all ``rows`` together, ms."""
+    return _percentile([d for r in rows for d in r["delays_ms"]], q)
+
+
+def _false_target(what: str, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    count = sum(r["false_triggers"] for r in rows)
+    minutes = len(rows) * SCENARIO_MS / 60_000
+    return {
+        "target": f"no false trigger on {what}",
+        "measured": f"{count} false triggers in {minutes:.1f} min ({count / minutes:.2f}/min)",
+        "met": count == 0,
+    }
+
+
 def section_targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets, each with the measured figure and whether it is met."""
+    """The issue's targets, each with the measured figure and whether it is met.
+
+    The delay target is judged per condition (7-9 onsets each, so its p95 is close to the
+    condition's worst onset); the pooled figures over every onset at SNR >= 10 dB are given
+    alongside.
+    """
     speech10 = [r for r in rows if _snr(r) >= 10.0]
     worst_p95 = max((r["delay_p95_ms"] or 0.0) for r in speech10)
     worst_p50 = max((r["delay_p50_ms"] or 0.0) for r in speech10)
     missed10 = sum(r["missed"] for r in speech10)
+    p50, p95 = (_pooled(speech10, q) or 0.0 for q in (50, 95))
+    pooled = f"pooled p50 {p50:.0f} ms, p95 {p95:.0f} ms"
     stationary = [r for r in rows if r["group"] in ("silence", "noise")]
     echo10 = [
         r for r in rows if r["group"] == "echo" and float(r["condition"].split()[2][:-2]) <= -10.0
@@ -502,19 +633,19 @@ def section_targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "target": "onset within 60 ms at SNR >= 10 dB (p95, worst condition)",
-            "measured": f"p50 {worst_p50:.0f} ms, p95 {worst_p95:.0f} ms, {missed10} missed",
+            "measured": (
+                f"worst p50 {worst_p50:.0f} ms, p95 {worst_p95:.0f} ms ({pooled}), "
+                f"{missed10} missed"
+            ),
             "met": worst_p95 <= 60.0 and missed10 == 0,
         },
-        {
-            "target": "no false trigger on stationary line noise or silence",
-            "measured": f"{sum(r['false_triggers'] for r in stationary)} false triggers",
-            "met": all(r["false_triggers"] == 0 for r in stationary),
-        },
-        {
-            "target": "no false trigger on echo at -10 dB or lower",
-            "measured": f"{sum(r['false_triggers'] for r in echo10)} false triggers",
-            "met": all(r["false_triggers"] == 0 for r in echo10),
-        },
+        _false_target("stationary line noise or silence", stationary),
+        _false_target("echo at -10 dB or lower", echo10),
+        _false_target("DTMF", [r for r in rows if r["group"] == "dtmf"]),
+        _false_target(
+            "clicks, knocks, thuds of 1-40 ms",
+            [r for r in rows if r["group"] in ("clicks", "knocks")],
+        ),
     ]
 
 
@@ -535,6 +666,9 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     return {
         "p95_delay_snr>=10_ms": max(delays) if delays else None,
+        "pooled_p50_snr>=10_ms": _pooled(speech10, 50),
+        "pooled_p95_snr>=10_ms": _pooled(speech10, 95),
+        "pooled_p95_snr5_ms": _pooled([r for r in speech5 if _snr(r) == 5.0], 95),
         "missed_snr>=10": sum(r["missed"] for r in speech10),
         "missed_snr<10": sum(r["missed"] for r in speech5),
         "onsets_snr<10": sum(r["onsets"] for r in speech5),
@@ -543,7 +677,9 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "tail_mean_ms": float(np.mean(tails)) if tails else None,
         "false_noise": false("noise") + false("silence"),
         "false_wobble": false("wobble"),
+        "false_rumble": false("rumble"),
         "false_clicks": false("clicks"),
+        "false_knocks": false("knocks"),
         "false_dtmf": false("dtmf"),
         "false_echo": false("echo"),
         "false_doubletalk": false("doubletalk"),
@@ -556,6 +692,12 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 SWEEP: tuple[tuple[str, tuple[float | bool, ...]], ...] = (
+    ("voiced_onset", (False,)),
+    ("voicing_threshold", (0.4, 0.45, 0.5, 0.6)),
+    ("voicing_noise_sigmas", (0.0, 3.0, 4.0, 5.0)),
+    ("voiced_margin_db", (2.0, 3.0, 4.0, 6.0)),
+    ("voiced_start_margin_db", (0.0, 2.0, 3.0)),
+    ("voiced_max_decay_db", (1.0, 2.0, 3.0, 4.0)),
     ("min_onset_ms", (20.0, 40.0, 50.0, 60.0, 80.0)),
     ("margin_db", (3.0, 4.5, 6.0, 7.5)),
     ("hangover_ms", (100.0, 200.0, 300.0, 400.0)),
@@ -582,7 +724,8 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        # Settings such as 0.45 need the second decimal; measurements are fine with one.
+        return f"{value:.1f}" if round(value, 1) == value or abs(value) >= 10 else f"{value:.2f}"
     return str(value)
 
 
@@ -618,9 +761,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.vad", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--no-sweep", action="store_true", help="skip the settings sweep")
+    parser.add_argument(
+        "--seed-offset", type=int, default=0, help="draw another corpus (see make_corpus)"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    corpus = make_corpus()
+    corpus = make_corpus(args.seed_offset)
     settings = AnalyzerSettings()
     rows = section_conditions(corpus, settings)
     print(format_table(rows, CONDITION_COLUMNS))

@@ -121,8 +121,14 @@ def test_speech_over_noise_gives_one_onset_soon_after_it_starts() -> None:
     samples[16000 : 16000 + len(speech)] += speech
     trace = run_scenario(_scenario(samples), SETTINGS)
     assert len(trace.onsets_ms) == 1
+    # A voiced start: the attack plus up to one frame (bench.vad at 20 dB SNR: p95 43-51 ms).
+    assert 2000.0 < trace.onsets_ms[0] <= 2000.0 + 60.0
+    energy_only = run_scenario(
+        _scenario(samples), dataclasses.replace(SETTINGS, voiced_onset=False)
+    )
+    assert len(energy_only.onsets_ms) == 1
     # min_onset_ms plus the attack and one frame of granularity (bench.vad: p95 ~95 ms).
-    assert 2000.0 + SETTINGS.min_onset_ms <= trace.onsets_ms[0] <= 2000.0 + 120.0
+    assert 2000.0 + SETTINGS.min_onset_ms <= energy_only.onsets_ms[0] <= 2000.0 + 120.0
 
 
 @pytest.mark.parametrize("noise_dbfs", [-60.0, -40.0, -30.0])
@@ -151,7 +157,15 @@ def test_dtmf_keys_do_not_trigger() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"prefix_ms": -1.0}, {"min_onset_ms": 0.0}, {"margin_db": -3.0}, {"echo_max_delay_ms": 405}],
+    [
+        {"prefix_ms": -1.0},
+        {"min_onset_ms": 0.0},
+        {"margin_db": -3.0},
+        {"echo_max_delay_ms": 405},
+        {"voiced_margin_db": -1.0},
+        {"voiced_max_decay_db": -1.0},
+        {"voicing_noise_sigmas": -1.0},
+    ],
 )
 def test_settings_reject_impossible_values(change: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
