@@ -65,7 +65,7 @@ class BridgeConfig:
     twilio_auth_token: Secret | None = None
     twilio_api_base_url: str = "https://api.twilio.com"
     tx_lead_ms: int = 100
-    tx_frame_ms: int = 20
+    tx_frame_ms: int = 40
     fast_barge_in: Literal["off", "duck"] = "off"
     confirm_window_ms: int = 700
     audio_gate: bool = True

@@ -114,7 +114,7 @@ def test_pacing_keeps_at_most_lead_ms_unplayed_at_twilio() -> None:
 
 
 def test_marks_name_generation_sequence_and_item() -> None:
-    driver = Driver.ready()
+    driver = Driver.ready(frame_ms=20)
     driver.response_created("resp_1")
     driver.audio("resp_1", "item_abc", 60)
     driver.pump_tx()
@@ -457,7 +457,7 @@ def test_local_onset_does_nothing_when_off_or_ai_silent() -> None:
 
 
 def test_tx_queue_overflow_drops_oldest_and_counts() -> None:
-    driver = Driver.ready(max_queued_ms=1000)
+    driver = Driver.ready(max_queued_ms=1000, frame_ms=20)
     driver.response_created("resp_1")
     driver.audio("resp_1", "item_1", 1500)
     assert driver.core.counters.tx_overflow_frames == 25

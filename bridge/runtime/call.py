@@ -80,7 +80,7 @@ class CallIO:
             services.core_settings(), stream_sid=start.stream_sid, call_sid=start.call_sid, now=now
         )
         self.codec = UpstreamCodec(self.core.settings.session.audio_format)
-        self.gate = GateStage(self.core, services.config, self.codec)
+        self.gate = GateStage(self.core, services.config)
         self.scope = trio.CancelScope()
         self.end_reason: str | None = None
         self.session_ready = trio.Event()
@@ -137,8 +137,7 @@ async def _barge_in(io: CallIO, upstream: Upstream, plan: BargeIn) -> None:
     """Run a barge-in plan in its order and log it as one ``BARGE_IN`` record."""
     clear_ms: float | None = None
     if plan.clear is not None:
-        async with io.twilio.lock:
-            await io.twilio.write(plan.clear)
+        await io.twilio.send_urgent(plan.clear)
         clear_ms = (trio.current_time() - plan.detected_at) * 1000.0
         io.gate.note_playout_stopped(trio.current_time())
         io.services.metrics.observe_reaction(clear_ms)
@@ -262,8 +261,17 @@ async def _gate_task(io: CallIO, upstream: Upstream) -> None:
     await io.session_ready.wait()
     async for frame in io.inbound_recv:
         release, actions = io.gate.process(frame, trio.current_time())
+        # Under load frames queue up: take them all now and send one append for the lot
+        # (same audio, same order, fewer messages). Unloaded, this is one frame per append.
+        while release and not actions:
+            try:
+                frame = io.inbound_recv.receive_nowait()
+            except trio.WouldBlock:
+                break
+            more, actions = io.gate.process(frame, trio.current_time())
+            release += more
         await execute(io, upstream, actions)
-        for text in release:
+        for text in io.codec.appends(release):
             await upstream.send_text(text)
 
 

@@ -27,11 +27,18 @@ class UpstreamCodec:
         self._up = Upsampler() if pcm else None
         self._down = Downsampler() if pcm else None
 
-    def inbound(self, ulaw: bytes) -> list[str]:
-        """Serialized ``input_audio_buffer.append`` events for one caller frame."""
+    def appends(self, frames: list[bytes]) -> list[str]:
+        """Serialized ``input_audio_buffer.append`` events for caller frames, in order.
+
+        Frames that are ready together go in one event (the model sees one continuous
+        buffer either way; fewer messages when the gate stage catches up after a delay).
+        """
+        if not frames:
+            return []
         if self._up is None:
-            return [rt.input_audio_append_text(ulaw)]
-        return [rt.input_audio_append_text(chunk) for chunk in self._up.push(ulaw)]
+            return [rt.input_audio_append_text(b"".join(frames))]
+        chunks = [chunk for frame in frames for chunk in self._up.push(frame)]
+        return [rt.input_audio_append_text(b"".join(chunks))] if chunks else []
 
     def outbound(self, event: rt.RealtimeEvent) -> list[rt.RealtimeEvent]:
         """Model audio events with their audio as μ-law (others unchanged)."""

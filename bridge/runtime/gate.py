@@ -27,7 +27,6 @@ from bridge.config import BridgeConfig
 from bridge.core.actions import Action, Log
 from bridge.core.call import CallCore
 from bridge.core.playout import BYTES_PER_MS
-from bridge.runtime.codec import UpstreamCodec
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +41,14 @@ class GateStage:
         "_analyzer",
         "_caller_ms",
         "_caller_ms_at",
-        "_codec",
         "_core",
         "_pending",
         "floor_dbfs",
         "voice",
     )
 
-    def __init__(self, core: CallCore, config: BridgeConfig, codec: UpstreamCodec) -> None:
+    def __init__(self, core: CallCore, config: BridgeConfig) -> None:
         self._core = core
-        self._codec = codec
         self._analyzer = InboundAnalyzer(AnalyzerSettings(gate_enabled=config.audio_gate))
         self._pending: deque[InboundFrame] = deque()
         """Frames given to the analyzer and not yet released (at most the prefix window)."""
@@ -79,8 +76,8 @@ class GateStage:
         """Twilio ``clear`` written at Trio time ``at``: our playout, and its echo, stop."""
         self._analyzer.note_outbound_cleared(self.caller_ms(at))
 
-    def process(self, frame: InboundFrame, now: float) -> tuple[list[str], list[Action]]:
-        """Serialized append events to send upstream now, and core actions for this frame."""
+    def process(self, frame: InboundFrame, now: float) -> tuple[list[bytes], list[Action]]:
+        """μ-law audio to append upstream now (in order), and core actions for this frame."""
         core = self._core
         self._pending.append(frame)
         result = self._analyzer.process(
@@ -101,12 +98,10 @@ class GateStage:
                     {"level_dbfs": result.level_dbfs, "floor_dbfs": result.floor_dbfs},
                 )
             )
-        texts: list[str] = []
         for audio in result.release:
             source = self._pending.popleft()
             if audio != source.payload:
                 core.counters.frames_gated += 1
             core.counters.frames_upstream += 1
             core.input_clock.on_appended(source.timestamp_ms, len(audio) / BYTES_PER_MS)
-            texts.extend(self._codec.inbound(audio))
-        return texts, actions
+        return list(result.release), actions
