@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench bench-bargein bench-vad bench-gate clean
+.PHONY: install demo test lint typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-bench: bench-bargein bench-vad bench-gate
+bench: bench-bargein bench-cutoff bench-vad bench-gate
 
 bench-bargein: $(STAMP)
 	$(BIN)/python -m bench.bargein --out out/bench-bargein.json
+
+bench-cutoff: $(STAMP)
+	$(BIN)/python -m bench.cutoff --out out/bench-cutoff.json
 
 bench-vad: $(STAMP)
 	$(BIN)/python -m bench.vad --out out/bench-vad.json

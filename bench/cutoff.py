@@ -133,20 +133,22 @@ async def _run_all(
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.cutoff", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, default=Path("out/bench-cutoff.json"))
-    parser.add_argument("--n", type=int, default=30, help="barge-ins per mode")
-    parser.add_argument("--per-call", type=int, default=BARGE_INS_PER_SINGLE_CALL)
-    parser.add_argument("--modes", type=_modes, default=list(MODES), help="e.g. off,duck")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    configure_bench_logging()
-    started = time.monotonic()
-    results = trio.run(_run_all, args.modes, args.n, args.per_call, args.seed, args.out.parent)
-    rows = [
+HEADER: Final = (
+    "fast barge-in",
+    "n",
+    "cutoff p50 ms",
+    "p95 ms",
+    "max ms",
+    "triggers",
+    "false alarms",
+    "late audio B",
+    "next reply ok",
+    "bargein targets",
+)
+
+
+def table_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [
         [
             r["fast_barge_in"],
             str(r["n"]),
@@ -161,24 +163,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         for r in results
     ]
-    header = (
-        "fast barge-in",
-        "n",
-        "cutoff p50 ms",
-        "p95 ms",
-        "max ms",
-        "triggers",
-        "false alarms",
-        "late audio B",
-        "next reply ok",
-        "bargein targets",
-    )
-    print()
-    print(format_table(rows, header))
+
+
+def section_end_to_end(
+    n: int,
+    *,
+    modes: Sequence[FastMode] = MODES,
+    per_call: int = BARGE_INS_PER_SINGLE_CALL,
+    seed: int = 1,
+    out_dir: Path = Path("out"),
+) -> tuple[list[dict[str, Any]], str]:
+    """Run the cutoff benchmark for each mode; (results, printable table with warnings)."""
+    results = trio.run(_run_all, list(modes), n, per_call, seed, out_dir)
+    lines = [format_table(table_rows(results), HEADER)]
     for r in results:
         other = r["cpu"]["other processes"]["pct_of_one_core"]
         if other is not None and other > 10.0:
-            print(f"WARNING ({r['fast_barge_in']}): other processes used {other}% of a core")
+            lines.append(f"WARNING ({r['fast_barge_in']}): other processes used {other}% of a core")
+    return results, "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cutoff", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--out", type=Path, default=Path("out/bench-cutoff.json"))
+    parser.add_argument("--n", type=int, default=30, help="barge-ins per mode")
+    parser.add_argument("--per-call", type=int, default=BARGE_INS_PER_SINGLE_CALL)
+    parser.add_argument("--modes", type=_modes, default=list(MODES), help="e.g. off,duck")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    configure_bench_logging()
+    started = time.monotonic()
+    results, table = section_end_to_end(
+        args.n, modes=args.modes, per_call=args.per_call, seed=args.seed, out_dir=args.out.parent
+    )
+    print()
+    print(table)
     report = {
         "bench": "cutoff",
         "command": "python -m bench.cutoff " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -764,6 +764,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--seed-offset", type=int, default=0, help="draw another corpus (see make_corpus)"
     )
+    parser.add_argument(
+        "--e2e",
+        type=int,
+        default=20,
+        help="barge-ins per fast-path mode in the end-to-end cutoff section (0: skip)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     corpus = make_corpus(args.seed_offset)
@@ -784,6 +790,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(format_table(sweep, tuple(sweep[0])))
         report["sweep"] = sweep
+    if args.e2e:
+        # End to end over real sockets: caller's speech onset -> AI audio stops at the
+        # simulated caller, with the local fast path off (server VAD only) and on (duck).
+        from bench.cutoff import section_end_to_end
+
+        print("\nEnd to end (bridge process + simulated upstream + simulated callers):")
+        e2e, table = section_end_to_end(args.e2e, out_dir=(args.out or Path("out/x")).parent)
+        print(table)
+        report["end_to_end_cutoff"] = e2e
     report["elapsed_s"] = time.perf_counter() - started
     print(f"\n{len(corpus)} conditions, {report['elapsed_s']:.1f} s")
     if args.out is not None:

@@ -66,7 +66,7 @@ class BridgeConfig:
     twilio_api_base_url: str = "https://api.twilio.com"
     tx_lead_ms: int = 100
     tx_frame_ms: int = 40
-    fast_barge_in: Literal["off", "duck"] = "off"
+    fast_barge_in: Literal["off", "duck"] = "duck"
     confirm_window_ms: int = 700
     audio_gate: bool = True
     negations: tuple[str, ...] = field(default_factory=tuple)

@@ -105,6 +105,8 @@ TEST_CONFIG = BridgeConfig(
     heartbeat_interval_s=1.0,
     heartbeat_timeout_s=1.0,
     session_timeout_s=3.0,
+    # Server-path tests by default; the fast-path tests ask for "duck".
+    fast_barge_in="off",
 )
 
 

@@ -63,7 +63,10 @@ class CoreSettings:
     negations: tuple[str, ...] = DEFAULT_NEGATIONS
     cancelled_max: int = 64
     cancelled_max_age_s: float = 300.0
-    fast_barge_in: FastBargeIn = "off"
+    fast_barge_in: FastBargeIn = "duck"
+    """``duck``: a local voice onset stops playout at once (caller-perceived cutoff p95
+    35 ms against 192 ms on the server's VAD alone, ``bench/cutoff``); ``off``: wait for
+    the server's ``speech_started``."""
     confirm_window_ms: int = 700
     """Local fast path: how long the held audio waits for the server's ``speech_started``."""
     log_transcripts: bool = False
