@@ -32,17 +32,24 @@ unit: $(STAMP)
 
 bench: bench-bargein bench-cutoff bench-vad bench-gate
 
+# Each benchmark writes JSON to out/ and its printed table to out/<name>.txt.
 bench-bargein: $(STAMP)
-	$(BIN)/python -m bench.bargein --out out/bench-bargein.json
+	mkdir -p out
+	$(BIN)/python -m bench.bargein --out out/bench-bargein.json | tee out/bench-bargein.txt
+	$(BIN)/python -m bench.bargein --scenario none --concurrency-sweep 10,20,30,40 \
+		--out out/bench-bargein-sweep.json | tee out/bench-bargein-sweep.txt
 
 bench-cutoff: $(STAMP)
-	$(BIN)/python -m bench.cutoff --out out/bench-cutoff.json
+	mkdir -p out
+	$(BIN)/python -m bench.cutoff --out out/bench-cutoff.json | tee out/bench-cutoff.txt
 
 bench-vad: $(STAMP)
-	$(BIN)/python -m bench.vad --out out/bench-vad.json
+	mkdir -p out
+	$(BIN)/python -m bench.vad --out out/bench-vad.json | tee out/bench-vad.txt
 
 bench-gate: $(STAMP)
-	$(BIN)/python -m bench.gate_cost --out out/bench-gate.json
+	mkdir -p out
+	$(BIN)/python -m bench.gate_cost --out out/bench-gate.json | tee out/bench-gate.txt
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache

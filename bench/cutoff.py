@@ -174,6 +174,7 @@ def section_end_to_end(
     out_dir: Path = Path("out"),
 ) -> tuple[list[dict[str, Any]], str]:
     """Run the cutoff benchmark for each mode; (results, printable table with warnings)."""
+    configure_bench_logging()
     results = trio.run(_run_all, list(modes), n, per_call, seed, out_dir)
     lines = [format_table(table_rows(results), HEADER)]
     for r in results:
@@ -193,7 +194,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--modes", type=_modes, default=list(MODES), help="e.g. off,duck")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    configure_bench_logging()
     started = time.monotonic()
     results, table = section_end_to_end(
         args.n, modes=args.modes, per_call=args.per_call, seed=args.seed, out_dir=args.out.parent

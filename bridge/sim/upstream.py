@@ -18,6 +18,7 @@ serving other sessions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -62,6 +63,9 @@ BETA_ERROR: Final = ProtocolError(
 )
 
 
+_SESSION_DEFAULTS: Final = SessionSettings()
+
+
 @dataclass(frozen=True, slots=True)
 class SimUpstreamOptions:
     """Options of the simulated upstream. Durations in ms (wall ms of ``clock`` unless said).
@@ -73,40 +77,30 @@ class SimUpstreamOptions:
 
     host: str = "127.0.0.1"
     port: int = 0
-    generation_speed: float = 4.0
-    delta_ms: int = 100
-    first_delta_delay_ms: float = 250.0
-    late_deltas_after_cancel: int = 2
-    vad_onset_ms: int = 150
+    generation_speed: float = _SESSION_DEFAULTS.generation_speed
+    delta_ms: int = _SESSION_DEFAULTS.delta_ms
+    first_delta_delay_ms: float = _SESSION_DEFAULTS.first_delta_delay_ms
+    late_deltas_after_cancel: int = _SESSION_DEFAULTS.late_deltas_after_cancel
+    vad_onset_ms: int = _SESSION_DEFAULTS.vad_onset_ms
     """Input-audio ms of speech before ``speech_started`` is emitted."""
-    reply_ms: int = 3000
+    reply_ms: int = _SESSION_DEFAULTS.reply_ms
     """Audio per output item (ms), unless a test set ``next_reply_ms``."""
-    items_per_response: int = 1
-    caller_transcripts: tuple[str, ...] = SessionSettings().caller_transcripts
-    transcription_delay_ms: float = 150.0
-    truncate_no_audio_code: str | None = "unsupported_content_type"
+    items_per_response: int = _SESSION_DEFAULTS.items_per_response
+    caller_transcripts: tuple[str, ...] = _SESSION_DEFAULTS.caller_transcripts
+    transcription_delay_ms: float = _SESSION_DEFAULTS.transcription_delay_ms
+    truncate_no_audio_code: str | None = _SESSION_DEFAULTS.truncate_no_audio_code
     """UNCONFIRMED: real captures show ``unsupported_content_type`` and ``null``."""
-    unknown_item_code: str | None = "item_not_found"
+    unknown_item_code: str | None = _SESSION_DEFAULTS.unknown_item_code
     """UNCONFIRMED: code of the error for an unknown ``item_id``."""
     require_api_key: str | None = None
     faults: FaultPlan = field(default_factory=FaultPlan)
-    seed: int = 0
+    seed: int = _SESSION_DEFAULTS.seed
     clock: Callable[[], float] = trio.current_time
 
     def session_settings(self) -> SessionSettings:
+        """The per-session part of these options (same field names)."""
         return SessionSettings(
-            generation_speed=self.generation_speed,
-            delta_ms=self.delta_ms,
-            first_delta_delay_ms=self.first_delta_delay_ms,
-            late_deltas_after_cancel=self.late_deltas_after_cancel,
-            vad_onset_ms=self.vad_onset_ms,
-            reply_ms=self.reply_ms,
-            items_per_response=self.items_per_response,
-            caller_transcripts=self.caller_transcripts,
-            transcription_delay_ms=self.transcription_delay_ms,
-            truncate_no_audio_code=self.truncate_no_audio_code,
-            unknown_item_code=self.unknown_item_code,
-            seed=self.seed,
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(SessionSettings)}
         )
 
 
