@@ -133,6 +133,19 @@ async def execute(io: CallIO, upstream: Upstream, actions: list[Action]) -> None
                 io.end(reason)
 
 
+def apply_local(io: CallIO, actions: list[Action]) -> None:
+    """Execute actions that need no socket, for tasks that hold none (Twilio reader, TX
+    writer). Anything else here is a bug: raising ends the call loudly, never silently."""
+    for action in actions:
+        match action:
+            case WakeTx():
+                io.ring_doorbell()
+            case Log(level=level, tag=tag, message=message, fields=fields):
+                log_tagged(level, tag, message, fields)
+            case _:
+                raise TypeError(f"{type(action).__name__} needs the upstream socket")
+
+
 async def _barge_in(io: CallIO, upstream: Upstream, plan: BargeIn) -> None:
     """Run a barge-in plan in its order and log it as one ``BARGE_IN`` record."""
     clear_ms: float | None = None
@@ -148,7 +161,6 @@ async def _barge_in(io: CallIO, upstream: Upstream, plan: BargeIn) -> None:
             f"dropped {plan.flushed_frames} frames / {plan.flushed_ms} ms (reason=BARGE_IN)",
             {"frames": plan.flushed_frames, "ms": plan.flushed_ms},
         )
-    if not plan.held:
         io.codec.discard_outbound()
     # The TX writer may be asleep with no deadline: a hold starts the confirmation timer.
     io.ring_doorbell()
@@ -212,9 +224,7 @@ async def _twilio_reader(io: CallIO) -> None:
                 io.gate.note_caller_time(event.timestamp_ms, trio.current_time())
                 io.push_inbound(InboundFrame(event.payload, event.timestamp_ms))
             case twilio.Mark():
-                for action in core.on_twilio_mark(event.name, trio.current_time()):
-                    if isinstance(action, Log):
-                        log_tagged(action.level, action.tag, action.message, action.fields)
+                apply_local(io, core.on_twilio_mark(event.name, trio.current_time()))
             case twilio.Stop():
                 io.end("twilio_stop")
                 return
@@ -293,9 +303,7 @@ async def _tx_writer(io: CallIO) -> None:
             await io.doorbell_recv.receive()
         timer_at = core.next_deadline()
         if timer_at is not None and trio.current_time() >= timer_at:
-            for action in core.on_timer(trio.current_time()):
-                if isinstance(action, Log):
-                    log_tagged(action.level, action.tag, action.message, action.fields)
+            apply_local(io, core.on_timer(trio.current_time()))
 
 
 async def _heartbeat(io: CallIO, upstream: Upstream) -> None:
