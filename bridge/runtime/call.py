@@ -39,7 +39,7 @@ from bridge.logs import log_tagged
 from bridge.runtime.codec import UpstreamCodec
 from bridge.runtime.errors import CallEnded
 from bridge.runtime.gate import GateStage, InboundFrame
-from bridge.runtime.registry import CallHandle, NoteRequest
+from bridge.runtime.registry import NOTES_CHANNEL_SIZE, CallHandle, NoteRequest
 from bridge.runtime.services import Services
 from bridge.runtime.twilio_leg import TwilioLeg
 from bridge.runtime.upstream import Upstream, UpstreamUnavailable, connect_upstream
@@ -88,7 +88,7 @@ class CallIO:
             INBOUND_QUEUE_FRAMES
         )
         self.doorbell_send, self.doorbell_recv = trio.open_memory_channel[None](1)
-        notes_send, self.notes_recv = trio.open_memory_channel[NoteRequest](16)
+        notes_send, self.notes_recv = trio.open_memory_channel[NoteRequest](NOTES_CHANNEL_SIZE)
         self.handle = CallHandle(self.core, notes_send, now)
 
     def end(self, reason: str) -> None:

@@ -316,12 +316,20 @@ def _merge_turn_detection(current: JsonObj | None, value: object, path: str) -> 
     return merged
 
 
-def _merge_input(current: JsonObj, value: object, path: str) -> JsonObj:
+def _start_audio_merge(
+    current: JsonObj, value: object, path: str, keys: frozenset[str]
+) -> tuple[JsonObj, JsonObj]:
+    """(update, merged so far) for ``audio.input``/``audio.output``: keys checked, format set."""
     update = _require_obj(value, path)
-    _check_keys(update, _INPUT_KEYS, path)
+    _check_keys(update, keys, path)
     merged = dict(current)
     if "format" in update:
         merged["format"] = validate_format(update["format"], f"{path}.format")
+    return update, merged
+
+
+def _merge_input(current: JsonObj, value: object, path: str) -> JsonObj:
+    update, merged = _start_audio_merge(current, value, path, _INPUT_KEYS)
     if "transcription" in update:
         tr = update["transcription"]
         if tr is not None:
@@ -346,11 +354,7 @@ def _merge_input(current: JsonObj, value: object, path: str) -> JsonObj:
 
 
 def _merge_output(current: JsonObj, value: object, path: str) -> JsonObj:
-    update = _require_obj(value, path)
-    _check_keys(update, _OUTPUT_KEYS, path)
-    merged = dict(current)
-    if "format" in update:
-        merged["format"] = validate_format(update["format"], f"{path}.format")
+    update, merged = _start_audio_merge(current, value, path, _OUTPUT_KEYS)
     if "voice" in update:
         merged["voice"] = validate_voice(update["voice"], f"{path}.voice")
     if "speed" in update:
