@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import trio
@@ -17,10 +17,12 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from bridge.config import BridgeConfig, Secret
+from bridge.runtime.registry import CallHandle
 from bridge.runtime.server import BridgeServer, run_bridge
 from bridge.sim.caller import CallerOptions, SimCaller
+from bridge.sim.report import CallerReport
 from bridge.sim.script import CallerScript, script_from_name
-from bridge.sim.upstream import SimUpstream, SimUpstreamOptions
+from bridge.sim.upstream import SimSession, SimUpstream, SimUpstreamOptions
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
 AUTH_TOKEN = "test-auth-token"
@@ -78,6 +80,13 @@ class FakeTwilioRest:
         await send({"type": "http.response.body", "body": payload})
 
 
+class CompletedCall(NamedTuple):
+    caller: SimCaller
+    report: CallerReport
+    handle: CallHandle
+    session: SimSession
+
+
 @dataclass
 class Rig:
     server: BridgeServer
@@ -95,6 +104,14 @@ class Rig:
         }
         signing.update(options)
         return SimCaller(CallerOptions(url=self.server.media_url, script=script, **signing))
+
+    async def complete_call(self, script: CallerScript | str) -> CompletedCall:
+        """Run one whole call (the first upstream session) and wait for the bridge's end."""
+        caller = self.caller(script)
+        report = await caller.run()
+        handle = await self.server.registry.wait_for_call(report.call_sid)
+        await handle.ended.wait()
+        return CompletedCall(caller, report, handle, self.sim.sessions[0])
 
 
 TEST_CONFIG = BridgeConfig(

@@ -36,11 +36,7 @@ async def test_barge_in_while_generating_drops_late_audio_and_answers_only_new_w
     )
     with trio.fail_after(60):
         rig = await start_rig(nursery, sim_options=options)
-        caller = rig.caller(script)
-        report = await caller.run()
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
-    session = rig.sim.sessions[0]
+        _caller, report, handle, session = await rig.complete_call(script)
     sent = [e["type"] for _, e in session.received]
     # The whole sequence, in order, on the wire to the model.
     cancel_at = sent.index("response.cancel")
@@ -84,11 +80,7 @@ async def test_barge_in_after_generation_finished_still_clears_and_truncates(
     )
     with trio.fail_after(60):
         rig = await start_rig(nursery, sim_options=SimUpstreamOptions(reply_ms=4000))
-        caller = rig.caller(script)
-        report = await caller.run()
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
-    session = rig.sim.sessions[0]
+        _caller, report, _handle, session = await rig.complete_call(script)
     assert report.clears == 1
     [truncation] = session.truncations
     assert truncation.accepted
@@ -112,11 +104,7 @@ async def test_multi_item_response_truncates_heard_item_and_deletes_unheard(
     )
     with trio.fail_after(60):
         rig = await start_rig(nursery, sim_options=options)
-        caller = rig.caller(script)
-        report = await caller.run()
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
-    session = rig.sim.sessions[0]
+        _caller, report, _handle, session = await rig.complete_call(script)
     greeting_items = next(iter(session.responses.values())).items
     assert len(greeting_items) == 2
     first, second = greeting_items
@@ -134,10 +122,7 @@ async def test_marks_carry_generation_and_clear_returns_are_not_counted(
     )
     with trio.fail_after(60):
         rig = await start_rig(nursery)
-        caller = rig.caller(script)
-        report = await caller.run()
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
+        caller, report, handle, _session = await rig.complete_call(script)
     counters = handle.counters
     assert report.marks_echoed_by_clear >= 1
     assert counters["marks_cleared"] == report.marks_echoed_by_clear

@@ -28,11 +28,7 @@ async def test_false_alarm_resumes_held_audio_and_truncates_nothing(
             sim_options=SimUpstreamOptions(vad_onset_ms=400, reply_ms=3000),
             fast_barge_in="duck",
         )
-        caller = rig.caller(script)
-        report = await caller.run()
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
-    session = rig.sim.sessions[0]
+        _caller, report, handle, session = await rig.complete_call(script)
     [held] = await logs.wait_for("BARGE_IN", 1, report.call_sid)
     assert "trigger=local" in held
     assert logs.tagged("BARGE_IN_RESUMED", report.call_sid)
@@ -57,11 +53,7 @@ async def test_local_onset_confirmed_by_server_completes_the_barge_in(
     )
     with trio.fail_after(30):
         rig = await start_rig(nursery, fast_barge_in="duck")
-        caller = rig.caller(script)
-        report = await caller.run()
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
-    session = rig.sim.sessions[0]
+        _caller, report, _handle, session = await rig.complete_call(script)
     local, confirmed = await logs.wait_for("BARGE_IN", 2, report.call_sid)
     assert "trigger=local" in local
     assert "trigger=confirmed" in confirmed

@@ -18,11 +18,7 @@ async def test_pcm16_upstream_call_with_barge_in(
     )
     with trio.fail_after(60):
         rig = await start_rig(nursery, openai_audio_format="pcm16")
-        caller = rig.caller(script)
-        report = await caller.run()
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
-    session = rig.sim.sessions[0]
+        _caller, report, handle, session = await rig.complete_call(script)
     audio = session.session["audio"]
     assert audio["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
     assert audio["output"]["format"] == {"type": "audio/pcm", "rate": 24000}
