@@ -68,9 +68,22 @@ def _syllable_plan(
 
 
 def speech_like(
-    duration_ms: int, *, seed: int, voice: Voice = CALLER_VOICE, sample_rate: int = 8000
+    duration_ms: int,
+    *,
+    seed: int,
+    voice: Voice = CALLER_VOICE,
+    sample_rate: int = 8000,
+    onset_attack_ms: float | None = None,
 ) -> Float32Array:
-    """``duration_ms`` of voice-like audio; the last syllable ends before the duration."""
+    """``duration_ms`` of voice-like audio; the last syllable ends before the duration.
+
+    Every syllable's envelope is ``sin^1.5`` over its length, so it rises for half of it
+    (60-130 ms): from its first non-zero sample it takes 25-55 ms to come within 10 dB of
+    its peak, a slow attack, like a glide or a nasal. ``onset_attack_ms`` gives the *first*
+    syllable a raised-cosine rise over that many ms instead, held at its peak up to the
+    syllable's middle and falling as before: about 10 ms is a plosive or a hard vowel
+    onset. The rest of the audio is the same samples either way.
+    """
     rng = np.random.default_rng(seed)
     n = int(sample_rate * duration_ms / 1000)
     out = np.zeros(n, dtype=np.float64)
@@ -84,9 +97,13 @@ def speech_like(
     envelope = np.zeros(n, dtype=np.float64)
     formants = np.zeros((n, 3), dtype=np.float64)
     formants[:] = _VOWELS[0]
-    for start_s, length_s, vowel in _syllable_plan(duration_ms / 1000.0, voice, rng):
+    for index, (start_s, length_s, vowel) in enumerate(
+        _syllable_plan(duration_ms / 1000.0, voice, rng)
+    ):
         a, b = int(start_s * sample_rate), int((start_s + length_s) * sample_rate)
         shape = np.sin(np.linspace(0.0, np.pi, b - a)) ** 1.5
+        if index == 0 and onset_attack_ms is not None:
+            shape = _fast_onset(shape, onset_attack_ms * sample_rate / 1000.0)
         envelope[a:b] = np.maximum(envelope[a:b], shape)
         formants[a:b] = _VOWELS[vowel]
     nyquist = sample_rate / 2
@@ -105,6 +122,18 @@ def speech_like(
     if rms > 0.0:
         out *= 10 ** (voice.level_dbfs / 20.0) / rms
     return np.clip(out, -1.0, 0.999).astype(np.float32)
+
+
+def _fast_onset(shape: npt.NDArray[np.float64], attack_samples: float) -> npt.NDArray[np.float64]:
+    """``shape`` (a ``sin^1.5`` syllable) with its rising half replaced by a raised-cosine
+    rise over ``attack_samples`` that then holds at 1.0."""
+    k = np.arange(len(shape), dtype=np.float64)
+    rise = np.where(
+        k < attack_samples, 0.5 - 0.5 * np.cos(np.pi * k / max(attack_samples, 1.0)), 1.0
+    )
+    middle = len(shape) // 2
+    out: npt.NDArray[np.float64] = rise * np.where(k < middle, 1.0, shape)
+    return out
 
 
 def speech_like_ulaw(duration_ms: int, *, seed: int, voice: Voice = CALLER_VOICE) -> bytes:
