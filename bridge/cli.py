@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--auth-token", help="sign the upgrade like Twilio (X-Twilio-Signature)")
     call.add_argument("--signature-url", help="the wss:// URL to sign (default --url)")
     call.add_argument("--max-duration", type=float, default=60.0, help="hang up after (s)")
+    call.add_argument(
+        "--lose",
+        default="",
+        help="inbound audio never sent, START_MS:LENGTH_MS[,...] (timestamps go on counting)",
+    )
     _common_logging(call)
 
     demo = sub.add_parser("demo", help="bridge + simulated upstream + simulated caller")
@@ -104,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _call(args: argparse.Namespace) -> int:
     from bridge.sim.caller import CallerConnectError, CallerOptions, run_call_cli
+    from bridge.sim.caller_options import parse_lost_spans
     from bridge.sim.script import script_from_name
 
     try:
@@ -117,6 +123,7 @@ async def _call(args: argparse.Namespace) -> int:
             auth_token=args.auth_token,
             signature_url=args.signature_url,
             max_duration_s=args.max_duration,
+            lost_inbound_ms=parse_lost_spans(args.lose),
         )
         await run_call_cli(options)
     except (ValueError, CallerConnectError) as exc:

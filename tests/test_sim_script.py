@@ -123,6 +123,7 @@ def test_format_timeline_is_aligned_and_readable() -> None:
             TimelineEntry(12_001.5, EventKind.CLOSED, "socket closed (code 1000)"),
         ],
         media_sent=600,
+        media_lost=0,
         late_frames=0,
         media_received=300,
         media_received_bytes=48_000,

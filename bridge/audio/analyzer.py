@@ -473,6 +473,20 @@ class InboundAnalyzer:
         """End of stream: the frames still held, as silence (order and count preserved)."""
         return self.gate.flush()
 
+    def fill(self, silence: bytes, *, barge_in_active: bool) -> tuple[bytes, ...]:
+        """Stand-in ``silence`` for caller audio that never arrived (a timestamp gap).
+
+        It is not the line's sound, so it is not judged: the noise floor, the voicing
+        history and the echo guard do not see it (the next frame starts a new history, as
+        after any gap). Its duration does count toward the hangovers, with no candidate,
+        so a decision held over the gap ends when it would have in silence. It goes
+        through the gate like any frame, keeping the release order and count.
+        """
+        duration = len(silence) / mulaw.BYTES_PER_MS
+        self.voice.update(False, duration)
+        self.near.update(False, duration)
+        return self.gate.push(silence, open_now=barge_in_active or self.voice.active)
+
     def _empty(self, barge_in_active: bool) -> FrameResult:
         """An empty payload carries no audio: no judgement, but it still goes through the
         gate so that order and count are preserved."""

@@ -101,6 +101,8 @@ class CallCounters:
     frames_dropped_backlog: int = 0
     frames_gated: int = 0
     frames_upstream: int = 0
+    inbound_gaps: int = 0
+    inbound_gap_filled_ms: int = 0
     twilio_malformed: int = 0
     upstream_malformed: int = 0
     upstream_unknown: int = 0

@@ -414,6 +414,7 @@ async def _finish(io: CallIO) -> None:
     duration = trio.current_time() - io.started_at
     services.metrics.calls_ended[reason.split(" ", 1)[0]] += 1
     services.metrics.late_audio_dropped_ms += counters.late_audio_ms_dropped
+    services.metrics.inbound_gap_filled_ms += counters.inbound_gap_filled_ms
     log_tagged(
         "INFO" if reason == "twilio_stop" else "WARNING",
         "CALL_END",
@@ -421,7 +422,8 @@ async def _finish(io: CallIO) -> None:
         f"frames_in={counters.frames_in} audio_ms_sent={counters.audio_ms_sent} "
         f"late_deltas_dropped={counters.late_deltas_dropped} "
         f"malformed={counters.twilio_malformed}+{counters.upstream_malformed} "
-        f"gated={counters.frames_gated} noise_floor={_dbfs(io.gate.floor_dbfs)} "
+        f"gated={counters.frames_gated} inbound_gap_filled_ms={counters.inbound_gap_filled_ms} "
+        f"noise_floor={_dbfs(io.gate.floor_dbfs)} "
         f"rest_hangup={hangup}",
         {
             "reason": reason,

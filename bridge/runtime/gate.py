@@ -22,10 +22,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from bridge.audio import mulaw
 from bridge.audio.analyzer import AnalyzerSettings, InboundAnalyzer
 from bridge.config import BridgeConfig
 from bridge.core.actions import Action, Log
 from bridge.core.call import CallCore
+from bridge.core.inboundgap import InboundGapFiller
 from bridge.core.playout import BYTES_PER_MS
 
 
@@ -42,6 +44,7 @@ class GateStage:
         "_caller_ms",
         "_caller_ms_at",
         "_core",
+        "_gaps",
         "_pending",
         "floor_dbfs",
         "voice",
@@ -50,6 +53,7 @@ class GateStage:
     def __init__(self, core: CallCore, config: BridgeConfig) -> None:
         self._core = core
         self._analyzer = InboundAnalyzer(AnalyzerSettings(gate_enabled=config.audio_gate))
+        self._gaps = InboundGapFiller()
         self._pending: deque[InboundFrame] = deque()
         """Frames given to the analyzer and not yet released (at most the prefix window)."""
         self._caller_ms = 0.0
@@ -77,13 +81,39 @@ class GateStage:
         self._analyzer.note_outbound_cleared(self.caller_ms(at))
 
     def process(self, frame: InboundFrame, now: float) -> tuple[list[bytes], list[Action]]:
-        """μ-law audio to append upstream now (in order), and core actions for this frame."""
+        """μ-law audio to append upstream now (in order), and core actions for this frame.
+
+        Caller audio missing before ``frame`` (see :mod:`bridge.core.inboundgap`) is
+        appended first, as silence.
+        """
         core = self._core
+        released: list[bytes] = []
+        actions: list[Action] = []
+        gap = self._gaps.before(frame.timestamp_ms, len(frame.payload))
+        if gap is not None:
+            core.counters.inbound_gaps += 1
+            core.counters.inbound_gap_filled_ms += gap.filled_ms
+            actions.append(
+                Log(
+                    "DEBUG",
+                    "INBOUND_GAP",
+                    f"{gap.missing_ms} ms of caller audio missing at {gap.at_ms} ms: "
+                    f"{gap.filled_ms} ms of silence appended",
+                    {"missing_ms": gap.missing_ms, "filled_ms": gap.filled_ms},
+                )
+            )
+            for filler in gap.frames:
+                silence = mulaw.silence(filler.duration_ms)
+                self._pending.append(InboundFrame(silence, filler.timestamp_ms))
+                self._release(
+                    self._analyzer.fill(silence, barge_in_active=core.barge_in_active), released
+                )
         self._pending.append(frame)
         result = self._analyzer.process(
             frame.payload, frame.timestamp_ms, barge_in_active=core.barge_in_active
         )
-        actions = core.on_local_onset(now) if result.onset else []
+        if result.onset:
+            actions.extend(core.on_local_onset(now))
         self.floor_dbfs = result.floor_dbfs
         if result.voice != self.voice:
             # Transitions only: per-frame decisions never reach the log.
@@ -98,10 +128,17 @@ class GateStage:
                     {"level_dbfs": result.level_dbfs, "floor_dbfs": result.floor_dbfs},
                 )
             )
-        for audio in result.release:
+        self._release(result.release, released)
+        return released, actions
+
+    def _release(self, audio_frames: tuple[bytes, ...], released: list[bytes]) -> None:
+        """Account for frames the analyzer released (oldest pending first) and add them to
+        ``released``."""
+        counters, clock = self._core.counters, self._core.input_clock
+        for audio in audio_frames:
             source = self._pending.popleft()
             if audio != source.payload:
-                core.counters.frames_gated += 1
-            core.counters.frames_upstream += 1
-            core.input_clock.on_appended(source.timestamp_ms, len(audio) / BYTES_PER_MS)
-        return list(result.release), actions
+                counters.frames_gated += 1
+            counters.frames_upstream += 1
+            clock.on_appended(source.timestamp_ms, len(audio) / BYTES_PER_MS)
+        released.extend(audio_frames)

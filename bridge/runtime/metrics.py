@@ -17,6 +17,7 @@ class Metrics:
     reaction_sum_ms: float = 0.0
     reaction_total: int = 0
     late_audio_dropped_ms: int = 0
+    inbound_gap_filled_ms: int = 0
     inbound_frames_dropped: int = 0
     upstream_errors: int = 0
     malformed_messages: int = 0
@@ -60,6 +61,8 @@ class Metrics:
             f"bridge_barge_in_reaction_ms_count {self.reaction_total}",
             "# TYPE bridge_late_audio_dropped_ms_total counter",
             f"bridge_late_audio_dropped_ms_total {self.late_audio_dropped_ms}",
+            "# TYPE bridge_inbound_gap_filled_ms_total counter",
+            f"bridge_inbound_gap_filled_ms_total {self.inbound_gap_filled_ms}",
             "# TYPE bridge_inbound_frames_dropped_total counter",
             f"bridge_inbound_frames_dropped_total {self.inbound_frames_dropped}",
             "# TYPE bridge_upstream_errors_total counter",

@@ -420,6 +420,9 @@ class SimCaller:
             k += 1
 
     async def _send_media(self, scheduler: SpeechScheduler, k: int) -> None:
+        if self.options.is_lost(k * FRAME_MS):
+            self._counters.media_lost += 1
+            return
         first = k * FRAME_BYTES
         if self._noise is None:
             samples = np.zeros(FRAME_BYTES, dtype=np.float32)
@@ -540,7 +543,8 @@ class SimCaller:
         self.playback.advance(max(self.playback.now, stopped))
         speech = () if self._scheduler is None else self._scheduler.speech
         if self._stream_start is not None:
-            sent_until = self._stream_start + self._counters.media_sent * _FRAME_S
+            frames = self._counters.media_sent + self._counters.media_lost
+            sent_until = self._stream_start + frames * _FRAME_S
             recorder.speech_ends(speech, sent_until, cut_off=True)
         report = recorder.report(
             call_sid=self.options.call_sid,

@@ -57,12 +57,36 @@ class CallerOptions:
     account_sid: str = field(default_factory=lambda: wire.new_sid("AC"))
     max_duration_s: float = 60.0
     """The caller hangs up after this long whatever the script says."""
+    lost_inbound_ms: tuple[tuple[int, int], ...] = ()
+    """``(start, length)`` spans of the caller's stream, ms, whose ``media`` frames are
+    never sent (lost before reaching Twilio); the timestamps after a span go on counting."""
     clock: Callable[[], float] = trio.current_time
 
     def __post_init__(self) -> None:
         WsTarget.from_url(self.url)
         if self.max_duration_s <= 0 or self.wav_out_rate <= 0:
             raise ValueError("max_duration_s and wav_out_rate must be positive")
+        if any(start < 0 or length <= 0 for start, length in self.lost_inbound_ms):
+            raise ValueError("lost_inbound_ms spans need start >= 0 and length > 0")
+
+    def is_lost(self, timestamp_ms: int) -> bool:
+        """Whether the frame stamped ``timestamp_ms`` falls in a lost span."""
+        return any(start <= timestamp_ms < start + n for start, n in self.lost_inbound_ms)
+
+
+def parse_lost_spans(text: str) -> tuple[tuple[int, int], ...]:
+    """``"3000:200,9000:60"`` → ``((3000, 200), (9000, 60))`` (start:length in ms).
+
+    Raises:
+        ValueError: on anything else.
+    """
+    spans = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        start, sep, length = item.partition(":")
+        if not sep:
+            raise ValueError(f"lost span {item!r} is not START_MS:LENGTH_MS")
+        spans.append((int(start), int(length)))
+    return tuple(spans)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,8 @@ class CallerReport:
     """Sorted by time."""
     media_sent: int
     """Inbound ``media`` frames sent (20 ms each)."""
+    media_lost: int
+    """Frames not sent because they fell in a ``lost_inbound_ms`` span."""
     late_frames: int
     """Frames sent more than 5 ms after their real-time deadline."""
     media_received: int
@@ -164,6 +166,7 @@ class WireCounters:
     """Message counts kept by the caller's Trio tasks."""
 
     media_sent: int = 0
+    media_lost: int = 0
     late_frames: int = 0
     media_received: int = 0
     media_received_bytes: int = 0
@@ -312,6 +315,7 @@ class CallRecorder:
             duration_ms=self.ms(end),
             timeline=sorted(self._timeline, key=lambda entry: entry.t_ms),
             media_sent=counters.media_sent,
+            media_lost=counters.media_lost,
             late_frames=counters.late_frames,
             media_received=counters.media_received,
             media_received_bytes=counters.media_received_bytes,
