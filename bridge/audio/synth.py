@@ -82,7 +82,8 @@ def speech_like(
     its peak, a slow attack, like a glide or a nasal. ``onset_attack_ms`` gives the *first*
     syllable a raised-cosine rise over that many ms instead, held at its peak up to the
     syllable's middle and falling as before: about 10 ms is a plosive or a hard vowel
-    onset. The rest of the audio is the same samples either way.
+    onset. The rest of the audio is the same either way, up to the overall gain (the
+    level is set over the voiced parts, which the faster onset lengthens a little).
     """
     rng = np.random.default_rng(seed)
     n = int(sample_rate * duration_ms / 1000)
