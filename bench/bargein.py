@@ -50,7 +50,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -68,6 +67,7 @@ from loguru import logger
 
 from bridge.config import ConfigError, load_config
 from bridge.core.marks import parse_mark_name
+from bridge.core.records import BargeInReport, BridgeReady, read_record
 from bridge.sim.caller import CallerConnectError, CallerOptions, SimCaller
 from bridge.sim.playback import ClearResult, TwilioPlayback
 from bridge.sim.report import CallerReport, EventKind
@@ -111,9 +111,6 @@ MAX_BENCH_LAG_P95_MS: Final = 5.0
 MAX_LATE_FRAME_SHARE: Final = 0.01
 MAX_MACHINE_BUSY_SHARE: Final = 0.7
 TRUNCATE_ERROR_MAX_MS: Final = 40.0
-
-_READY_RE: Final = re.compile(r"BRIDGE_READY listening on http://([^:/\s]+):(\d+)")
-
 
 # -- the caller's wire log -----------------------------------------------------------------
 
@@ -241,9 +238,17 @@ async def _wait_ready(process: trio.Process, log_path: Path) -> tuple[str, int]:
                     f"bridge exited with {process.returncode} before it was ready:\n"
                     + _log_tail(log_path)
                 )
-            match = _READY_RE.search(await trio.Path(log_path).read_text(errors="replace"))
-            if match is not None:
-                found = (match.group(1), int(match.group(2)))
+            text = await trio.Path(log_path).read_text(errors="replace")
+            ready = next(
+                (
+                    b
+                    for r in parse_json_log(text)
+                    if (b := read_record(BridgeReady, r.get("extra") or {}))
+                ),
+                None,
+            )
+            if ready is not None:
+                found = (ready.host, ready.port)
             else:
                 await trio.sleep(0.05)
         host, port = found
@@ -749,12 +754,9 @@ def analyse_call(
     ss_times = [t for t, _ in session.speech_started]
     clears = [c.at for c in playback.clears]
     media = playback.attributed_media()
-    hard = [
-        r
-        for r in records
-        if tag_of(r) == "BARGE_IN" and (r["extra"].get("trigger") in ("server", "confirmed"))
-    ]
-    local = [r for r in records if tag_of(r) == "BARGE_IN" and r["extra"].get("trigger") == "local"]
+    barge_ins = [(r, b) for r in records if (b := read_record(BargeInReport, r.get("extra") or {}))]
+    hard = [(r, b) for r, b in barge_ins if b.trigger in ("server", "confirmed")]
+    local = [(r, b) for r, b in barge_ins if b.trigger == "local"]
     facts["barge_in_records"] = len(hard)
     facts["local_barge_in_records"] = len(local)
     facts["false_alarms_resumed"] = sum(1 for r in records if tag_of(r) == "BARGE_IN_RESUMED")
@@ -820,39 +822,39 @@ def analyse_call(
             )
         # The bridge's record of this barge-in: the hard one that cancelled the response.
         last = before[-1] if before else None
-        record = next(
+        found = next(
             (
-                r
-                for r in hard
+                (r, b)
+                for r, b in hard
                 if last is not None
                 and (
-                    last.id in (r["extra"].get("cancelled") or [])
-                    or any(t[0] in last.items for t in (r["extra"].get("truncations") or []))
-                    or any(i in last.items for i in (r["extra"].get("deleted") or []))
+                    last.id in b.cancelled
+                    or any(t.item_id in last.items for t in b.truncations)
+                    or any(i in last.items for i in b.deleted)
                 )
             ),
             None,
         )
-        if record is None:
+        if found is None:
             sample.problems.append("no BARGE_IN record for the interrupted response")
         else:
-            extra = record["extra"]
-            sample.trigger = str(extra.get("trigger"))
-            sample.upstream_ms = extra.get("upstream_ms")
-            clear_ms = extra.get("clear_ms")
+            record, barge_in = found
+            sample.trigger = barge_in.trigger
+            sample.upstream_ms = barge_in.upstream_ms
+            clear_ms = barge_in.clear_ms
             if clear_ms is None and sample.trigger == "confirmed":
                 prior = [
-                    r
-                    for r in local
+                    b
+                    for r, b in local
                     if r["time"]["timestamp"] <= record["time"]["timestamp"]
-                    and r["extra"].get("clear_ms") is not None
+                    and b.clear_ms is not None
                 ]
                 if prior:
-                    clear_ms = prior[-1]["extra"]["clear_ms"]
+                    clear_ms = prior[-1].clear_ms
                     sample.trigger = "local+confirmed"
             sample.reaction_ms = clear_ms
             logged_at = record.get("time", {}).get("timestamp")
-            upstream_ms = extra.get("upstream_ms")
+            upstream_ms = barge_in.upstream_ms
             if sample.trigger == "server" and logged_at is not None and upstream_ms is not None:
                 # The record is written right after the upstream sends (upstream_ms after
                 # detection); detection is when the bridge's reader got speech_started.

@@ -91,9 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         match args.command:
             case "serve":
-                from bridge.runtime.server import serve_until_signal
-
-                trio.run(serve_until_signal, config)
+                trio.run(_serve, config)
             case "call":
                 return trio.run(_call, args)
             case "demo":
@@ -105,6 +103,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+async def _serve(config: BridgeConfig) -> None:
+    """``bridge serve``; with no key and no upstream URL, on the embedded simulated upstream.
+
+    Only this branch imports the simulator: a production bridge never loads it.
+    """
+    from bridge.runtime.server import serve_until_signal
+
+    if not config.uses_embedded_upstream:
+        await serve_until_signal(config)
+        return
+    from bridge.logs import log_tagged
+    from bridge.sim.upstream import SimUpstream
+
+    log_tagged(
+        "INFO",
+        "SIM_UPSTREAM",
+        "no OPENAI_API_KEY and no OPENAI_REALTIME_URL: starting the embedded simulated "
+        "Realtime upstream in-process (no network, no keys)",
+    )
+    async with trio.open_nursery() as nursery:
+        sim_url = await nursery.start(SimUpstream().serve)
+        await serve_until_signal(config, upstream_url=sim_url)
+        nursery.cancel_scope.cancel()
 
 
 async def _call(args: argparse.Namespace) -> int:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
+from bridge.core.actions import Log
+
 if TYPE_CHECKING:
     from loguru import Record
 
@@ -74,3 +76,10 @@ def log_tagged(
 ) -> None:
     """``TAG message`` with ``tag`` and ``fields`` bound for JSON consumers."""
     logger.bind(tag=tag, **(fields or {})).opt(depth=1).log(level, "{} {}", tag, message)
+
+
+def log_action(log: Log) -> None:
+    """Log a core :class:`~bridge.core.actions.Log` action (typed records included)."""
+    logger.bind(tag=log.tag, **log.fields).opt(depth=1).log(
+        log.level, "{} {}", log.tag, log.message
+    )

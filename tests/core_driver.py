@@ -5,20 +5,24 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bridge.config import BridgeConfig
 from bridge.core import realtime as rt
+from bridge.core import twilio
 from bridge.core.actions import Action, BargeIn, EndCall, Log, SendUpstream
 from bridge.core.call import CallCore, CoreSettings, TxSend
+from bridge.core.realtime_client import SessionSettings
+from bridge.runtime.services import core_settings
 
-SESSION = rt.SessionSettings(model="gpt-realtime", voice="marin", instructions="Be brief.")
+SESSION = SessionSettings(model="gpt-realtime", voice="marin", instructions="Be brief.")
 
 
 def settings(**changes: Any) -> CoreSettings:
-    base: dict[str, Any] = {"session": SESSION, "greeting": None}
-    base.update(changes)
-    return CoreSettings(**base)
+    """The bridge's default per-call settings (no greeting), with ``changes``."""
+    base = replace(core_settings(BridgeConfig()), session=SESSION, greeting=None)
+    return replace(base, **changes)
 
 
 def server_event(payload: Mapping[str, Any]) -> rt.RealtimeEvent:
@@ -157,12 +161,14 @@ class Driver:
             started = max(head.sent_at, ledger.last_ack_at or 0.0)
             if started + len(head.frame.payload) / 8000.0 > self.now + 1e-9:
                 return
-            self.core.on_twilio_mark(str(head.mark), started + len(head.frame.payload) / 8000.0)
+            self.echo_mark(str(head.mark), started + len(head.frame.payload) / 8000.0)
+
+    def echo_mark(self, name: str, at: float | None = None) -> None:
+        """Twilio echoes mark ``name`` (at ``now`` unless ``at`` is given)."""
+        self.record(self.core.on_twilio_event(twilio.Mark(name), self.now if at is None else at))
 
     def upstream_types(self, actions: list[Action] | None = None) -> list[str]:
-        return [
-            str(a.event["type"]) for a in (actions or self.actions) if isinstance(a, SendUpstream)
-        ]
+        return [a.event.TYPE for a in (actions or self.actions) if isinstance(a, SendUpstream)]
 
     def barge_ins(self) -> list[BargeIn]:
         return [a for a in self.actions if isinstance(a, BargeIn)]

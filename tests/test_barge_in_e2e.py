@@ -46,7 +46,7 @@ async def test_barge_in_while_generating_drops_late_audio_and_answers_only_new_w
     heard = report.heard_ms_by_item[truncation.item_id]
     assert abs(truncation.audio_end_ms - heard) <= 40
     # Late deltas of the cancelled response arrived and none reached the caller.
-    assert handle.counters["late_deltas_dropped"] >= 1
+    assert handle.statistics().late_deltas_dropped >= 1
     cancelled = {
         item for r in session.responses.values() if r.status == "cancelled" for item in r.items
     }
@@ -123,10 +123,10 @@ async def test_marks_carry_generation_and_clear_returns_are_not_counted(
     with trio.fail_after(60):
         rig = await start_rig(nursery)
         caller, report, handle, _session = await rig.complete_call(script)
-    counters = handle.counters
+    counters = handle.statistics()
     assert report.marks_echoed_by_clear >= 1
-    assert counters["marks_cleared"] == report.marks_echoed_by_clear
-    assert counters["marks_played"] == report.marks_echoed - report.marks_echoed_by_clear
+    assert counters.marks_cleared == report.marks_echoed_by_clear
+    assert counters.marks_played == report.marks_echoed - report.marks_echoed_by_clear
     # Every mark Twilio returned because of the clear belongs to the cleared generation.
     [clear] = caller.playback.clears
     returned = [parse_mark_name(name) for name in clear.echoes]

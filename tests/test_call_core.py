@@ -9,14 +9,15 @@ import pytest
 from bridge.core.actions import SendUpstream, WakeTx
 from bridge.core.call import CallCore, TxIdle, TxSend, TxWait
 from bridge.core.marks import parse_mark_name
+from bridge.core.realtime_client import encode
 from tests.core_driver import Driver, settings
 
 
 def upstream_events(driver: Driver, kind: str) -> list[dict[str, object]]:
     return [
-        dict(a.event)
+        json.loads(encode(a.event))
         for a in driver.actions
-        if isinstance(a, SendUpstream) and a.event["type"] == kind
+        if isinstance(a, SendUpstream) and kind == a.event.TYPE
     ]
 
 
@@ -24,7 +25,7 @@ def test_session_update_is_ga_pcmu_with_explicit_vad() -> None:
     core = CallCore(settings(), stream_sid="MZ1", call_sid="CA1", now=0.0)
     [action] = core.on_upstream_open(0.0)
     assert isinstance(action, SendUpstream)
-    session = action.event["session"]
+    session = json.loads(encode(action.event))["session"]
     assert session["type"] == "realtime"
     assert session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
     assert session["audio"]["output"]["format"] == {"type": "audio/pcmu"}
@@ -40,7 +41,7 @@ def test_audio_is_not_forwarded_before_session_confirms_pcmu() -> None:
     driver = Driver(core, now=0.0)
     driver.audio("resp_1", "item_1", 100)
     assert isinstance(core.tx_poll(0.0), TxIdle)
-    assert core.counters.audio_dropped_unconfirmed_ms == 100
+    assert core.statistics().audio_dropped_unconfirmed_ms == 100
 
 
 def test_session_format_mismatch_ends_the_call() -> None:
@@ -54,7 +55,7 @@ def test_session_format_mismatch_ends_the_call() -> None:
         }
     )
     [end] = driver.ended()
-    assert end.reason.startswith("session_format_mismatch")
+    assert str(end.end).startswith("session_format_mismatch")
 
 
 def test_rejected_session_update_is_fatal_with_reason() -> None:
@@ -70,13 +71,13 @@ def test_rejected_session_update_is_fatal_with_reason() -> None:
                 "code": "unknown_parameter",
                 "message": "Unknown parameter: 'session.input_audio_format'.",
                 "param": "session.input_audio_format",
-                "event_id": update.event["event_id"],
+                "event_id": json.loads(encode(update.event))["event_id"],
             },
         }
     )
     [end] = driver.ended()
-    assert "session_update_rejected" in end.reason
-    assert "unknown_parameter" in end.reason
+    assert "session_update_rejected" in str(end.end)
+    assert "unknown_parameter" in str(end.end)
 
 
 @pytest.mark.parametrize(
@@ -143,14 +144,14 @@ def test_barge_in_before_the_first_delta_cancels_and_drops_late_audio() -> None:
     driver.speech_started()
     [plan] = driver.barge_ins()
     assert plan.clear is not None  # never skipped, even with nothing sent
-    assert [e["type"] for e in plan.upstream] == ["response.cancel", "conversation.item.delete"]
-    assert plan.upstream[0]["response_id"] == "resp_1"
+    assert [e.TYPE for e in plan.upstream] == ["response.cancel", "conversation.item.delete"]
+    assert plan.upstream[0].response_id == "resp_1"
     assert plan.truncations == ()
     # In-flight deltas of the cancelled response still arrive: dropped and counted.
     driver.audio("resp_1", "item_1", 200)
     assert driver.pump_tx() == 0
-    assert driver.core.counters.late_deltas_dropped == 1
-    assert driver.core.counters.late_audio_ms_dropped == 200
+    assert driver.core.statistics().late_deltas_dropped == 1
+    assert driver.core.statistics().late_audio_ms_dropped == 200
 
 
 def test_barge_in_while_twilio_still_plays_a_finished_response() -> None:
@@ -165,7 +166,7 @@ def test_barge_in_while_twilio_still_plays_a_finished_response() -> None:
     [plan] = driver.barge_ins()
     assert plan.clear is not None
     # Nothing active upstream: no cancel; the item is truncated at what was heard.
-    assert [e["type"] for e in plan.upstream] == ["conversation.item.truncate"]
+    assert [e.TYPE for e in plan.upstream] == ["conversation.item.truncate"]
     [trunc] = plan.truncations
     assert trunc.item_id == "item_1"
     assert abs(trunc.audio_end_ms - 1230) <= 20
@@ -199,7 +200,7 @@ def test_barge_in_during_multi_item_response() -> None:
     driver.play(700)  # all of item_a, 300 ms of item_b
     driver.speech_started()
     [plan] = driver.barge_ins()
-    types = [e["type"] for e in plan.upstream]
+    types = [e.TYPE for e in plan.upstream]
     assert types[0] == "response.cancel"
     # item_a was heard in full (nothing to do), item_b in part, item_c not at all.
     [trunc] = plan.truncations
@@ -220,8 +221,8 @@ def test_marks_returned_by_clear_are_not_counted_as_played() -> None:
     [trunc] = driver.barge_ins()[0].truncations
     # Twilio echoes every pending mark after the clear; none of them may count as played.
     for name in pending:
-        driver.core.on_twilio_mark(name, driver.now)
-    assert driver.core.counters.marks_cleared == len(pending)
+        driver.echo_mark(name)
+    assert driver.core.statistics().marks_cleared == len(pending)
     # A new response plays under the new generation.
     driver.speech_stopped()
     driver.response_created("resp_2")
@@ -248,8 +249,8 @@ def test_late_deltas_after_response_done_are_dropped() -> None:
         }
     )
     assert driver.pump_tx() == 0
-    assert driver.core.counters.late_deltas_dropped == 1
-    assert driver.core.counters.late_transcripts_dropped == 1
+    assert driver.core.statistics().late_deltas_dropped == 1
+    assert driver.core.statistics().late_transcripts_dropped == 1
 
 
 def test_two_barge_ins_in_a_row() -> None:
@@ -319,7 +320,7 @@ def test_response_requested_before_barge_in_is_cancelled_when_it_appears() -> No
             },
         }
     )
-    assert [a.event["type"] for a in actions if isinstance(a, SendUpstream)] == ["response.cancel"]
+    assert [a.event.TYPE for a in actions if isinstance(a, SendUpstream)] == ["response.cancel"]
     assert driver.core.is_cancelled("resp_stale")
     assert driver.core.active_response_id is None
 
@@ -384,7 +385,7 @@ def test_negation_discards_notes_awaiting_confirmation(answer: str) -> None:
         }
     )
     assert driver.upstream_types(actions) == []
-    assert driver.core.counters.notes_discarded == 1
+    assert driver.core.statistics().notes_discarded == 1
 
 
 def test_confirmation_releases_held_notes() -> None:
@@ -408,7 +409,7 @@ def test_local_onset_holds_audio_and_resumes_if_server_does_not_confirm() -> Non
     driver.response_created("resp_1")
     driver.audio("resp_1", "item_1", 3000)
     driver.play(1000)
-    sent_before = driver.core.counters.audio_ms_sent
+    sent_before = driver.core.statistics().audio_ms_sent
     [plan] = driver.record(driver.core.on_local_onset(driver.now))
     assert plan.held
     assert plan.clear is not None
@@ -424,7 +425,7 @@ def test_local_onset_holds_audio_and_resumes_if_server_does_not_confirm() -> Non
     assert isinstance(first, TxSend)
     # Resumes where playout stopped (the heard position), not from the start of a frame.
     assert abs(first.frame.item_offset / 8 - 1000) <= 20
-    assert driver.core.counters.audio_ms_sent > sent_before
+    assert driver.core.statistics().audio_ms_sent > sent_before
     assert not driver.core.barge_in_active
     assert upstream_events(driver, "conversation.item.truncate") == []
 
@@ -441,7 +442,7 @@ def test_local_onset_confirmed_by_server_completes_the_barge_in() -> None:
     assert local.trigger == "local"
     assert confirmed.trigger == "confirmed"
     assert confirmed.clear is None  # already cleared by the local path
-    assert next(e["type"] for e in confirmed.upstream) == "response.cancel"
+    assert next(e.TYPE for e in confirmed.upstream) == "response.cancel"
     [trunc] = confirmed.truncations
     assert abs(trunc.audio_end_ms - 800) <= 20  # nothing was played during the hold
     assert confirmed.flushed_ms == 3000 - trunc.audio_end_ms
@@ -460,7 +461,7 @@ def test_tx_queue_overflow_drops_oldest_and_counts() -> None:
     driver = Driver.ready(max_queued_ms=1000, frame_ms=20)
     driver.response_created("resp_1")
     driver.audio("resp_1", "item_1", 1500)
-    assert driver.core.counters.tx_overflow_frames == 25
+    assert driver.core.statistics().tx_overflow_frames == 25
     assert driver.core.ledger.queued_ms() == 1000
     first = driver.core.ledger.peek_frame()
     assert first is not None

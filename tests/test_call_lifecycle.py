@@ -77,8 +77,8 @@ async def assert_ended_cleanly(
     started = trio.current_time()
     with trio.fail_after(within_s):
         await handle.ended.wait()
-    assert handle.end_reason is not None
-    assert handle.end_reason.startswith(reason), handle.end_reason
+    assert handle.end is not None
+    assert str(handle.end).startswith(reason), str(handle.end)
     if upstream_stalled:
         # A stalled peer reads nothing, so it cannot see our close until it resumes.
         session.send_unknown_event()
@@ -99,7 +99,7 @@ async def assert_other_call_kept_working(run: CallerRun, handle: CallHandle) -> 
     report = run.report
     assert report is not None
     assert len(report.ai_turns) >= 2  # the greeting, then the answer to its utterance
-    assert handle.end_reason == "twilio_stop"
+    assert str(handle.end) == "twilio_stop"
 
 
 async def test_audio_flows_both_ways(
@@ -121,7 +121,7 @@ async def test_audio_flows_both_ways(
     assert any(
         item.transcript and item.transcript.startswith("You said:") for item in session.conversation
     )
-    assert handle.end_reason == "twilio_stop"
+    assert str(handle.end) == "twilio_stop"
     assert rig.rest.hangups_for(handle.call_sid) == []  # Twilio ended it; nothing to hang up
     assert report.violation_count == 0
 
@@ -244,14 +244,14 @@ async def test_upstream_malformed_json_is_counted_and_the_call_goes_on(
         with trio.fail_after(10):
             await logs.wait_for("UPSTREAM_MALFORMED", 2, handle.call_sid)
             await logs.wait_for("UPSTREAM_UNKNOWN", 1, handle.call_sid)
-        assert handle.counters["upstream_malformed"] == 2
+        assert handle.statistics().upstream_malformed == 2
         # Still a working call: the model's next reply reaches the caller.
         await caller.wait_ai_turn_ended(1)
         session.next_reply_ms(800)
         assert await handle.send_note("Tell the caller about opening hours.", respond=True)
         await caller.wait_ai_turn_started(2)
         assert not handle.ended.is_set()
-        assert handle.counters["upstream_unknown"] == 1
+        assert handle.statistics().upstream_unknown == 1
         assert len(logs.tagged("UPSTREAM_MALFORMED", handle.call_sid)) == 2
         caller.hangup()
 
@@ -267,7 +267,7 @@ async def test_twilio_malformed_frames_are_counted_and_the_call_goes_on(
         await caller.send_raw(json.dumps({"event": "media", "media": {"payload": "%%%"}}))
         with trio.fail_after(5):
             await logs.wait_for("TWILIO_MALFORMED", 3, handle.call_sid)
-        assert handle.counters["twilio_malformed"] == 3
+        assert handle.statistics().twilio_malformed == 3
         appended = len(session.received)
         await trio.sleep(0.5)
         assert len(session.received) > appended  # caller audio still flows upstream
@@ -291,8 +291,8 @@ async def test_upstream_handshake_failure_ends_call_with_fallback(
             await handle.ended.wait()
         close = await run.caller.wait_closed()
         await run.done.wait()
-    assert handle.end_reason is not None
-    assert handle.end_reason.startswith("openai_handshake_failed")
+    assert handle.end is not None
+    assert str(handle.end).startswith("openai_handshake_failed")
     assert (close.by, close.code) == ("bridge", 1011)  # Twilio now plays the TwiML fallback
     [hangup] = rig.rest.hangups_for(handle.call_sid)
     assert hangup.method == "POST"

@@ -15,16 +15,16 @@ import pytest
 import trio
 
 from bridge.config import SETTINGS, ConfigError, Secret, load_config
-from bridge.core.call import CallCore, CallCounters
+from bridge.core.call import CallCore
+from bridge.core.gate import GateStage
 from bridge.core.playout import PlayoutLedger
+from bridge.core.state import ConversationState
+from bridge.core.stats import CallCounters
 from bridge.core.twilio import Start
 from bridge.runtime.call import CallIO
-from bridge.runtime.gate import GateStage
-from bridge.runtime.metrics import Metrics
-from bridge.runtime.registry import CallHandle, CallRegistry
+from bridge.runtime.registry import CallHandle
 from bridge.runtime.services import Services
 from bridge.runtime.twilio_leg import TwilioLeg
-from tests.core_driver import settings
 from tests.harness import TEST_CONFIG
 
 
@@ -87,24 +87,35 @@ def _slots(cls: type) -> list[str]:
     return [s for klass in cls.__mro__ for s in getattr(klass, "__slots__", ())]
 
 
-async def test_every_per_call_field_is_set_by_the_constructor() -> None:
-    core = CallCore(settings(), stream_sid="MZ1", call_sid="CA1", now=0.0)
+def _walk_bridge_objects(obj: object, seen: set[int]) -> list[object]:
+    """``obj`` and every bridge object reachable through its slots and dataclass fields."""
+    if id(obj) in seen or not type(obj).__module__.startswith("bridge."):
+        return []
+    seen.add(id(obj))
+    found = [obj]
+    names = _slots(type(obj))
+    if dataclasses.is_dataclass(obj):
+        names += [f.name for f in dataclasses.fields(obj)]
+    for name in names:
+        found += _walk_bridge_objects(getattr(obj, name), seen)  # AttributeError: never set
+    return found
 
+
+async def test_every_per_call_field_is_set_by_the_constructor() -> None:
     async def never(*_: object) -> dict[str, object]:
         raise AssertionError("not used")
 
-    services = Services(TEST_CONFIG, "ws://127.0.0.1:1", CallRegistry(), Metrics(), None)
-    io = CallIO(services, TwilioLeg(never, never), Start("MZ1", "CA1", "AC1"))
-    for obj in (core, io, io.gate, io.handle, io.twilio, io.codec):
-        for name in _slots(type(obj)):
-            getattr(obj, name)  # raises AttributeError if a field was never set
-    for obj in (core.counters, core.ledger):
-        for f in dataclasses.fields(obj):
-            getattr(obj, f.name)
+    services = Services(TEST_CONFIG, "ws://127.0.0.1:1", None)
+    io = CallIO(services, TwilioLeg(never, never), Start("MZ1", "CA1"))
+    reached = {type(obj) for obj in _walk_bridge_objects(io, set())}
+    # The walk really went through the whole call: core, its state machine, gate, ledger.
+    assert {CallIO, CallCore, ConversationState, GateStage, PlayoutLedger, CallCounters} <= reached
     await trio.lowlevel.checkpoint()
 
 
-@pytest.mark.parametrize("cls", [CallCore, CallIO, GateStage, CallHandle, TwilioLeg])
+@pytest.mark.parametrize(
+    "cls", [CallCore, CallIO, GateStage, ConversationState, CallHandle, TwilioLeg]
+)
 def test_per_call_classes_cannot_grow_attributes(cls: type) -> None:
     assert "__dict__" not in dir(cls)
     assert _slots(cls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,21 +31,52 @@ TWILIO_DOC_MESSAGES = [
 def test_twilio_documented_messages_parse() -> None:
     parsed = [twilio.parse_twilio_message(m) for m in TWILIO_DOC_MESSAGES]
     connected, start, media, dtmf, mark, stop = parsed
-    assert isinstance(connected, twilio.Connected)
-    assert connected.version == "1.0.0"
+    assert connected == twilio.Connected()
     assert isinstance(start, twilio.Start)
     assert (start.stream_sid, start.call_sid, start.custom_parameters["FirstName"]) == (
         "MZ1",
         "CA1",
         "Jane",
     )
+    assert (start.encoding, start.sample_rate, start.channels) == ("audio/x-mulaw", 8000, 1)
+    assert start.unsupported_media_format() is None
     assert isinstance(media, twilio.Media)
     assert media.timestamp_ms == 5
-    assert media.chunk == 2
     assert media.payload == base64.b64decode("no+JhoaJjpzS")
     assert dtmf == twilio.Dtmf("1")
     assert mark == twilio.Mark("my label")
-    assert stop == twilio.Stop("CA1")
+    assert stop == twilio.Stop()
+
+
+@pytest.mark.parametrize(
+    ("media_format", "problem"),
+    [
+        ('{"encoding":"audio/x-l16","sampleRate":16000,"channels":1}', "audio/x-l16 at 16000 Hz"),
+        ('{"encoding":"audio/x-mulaw","sampleRate":16000,"channels":1}', "at 16000 Hz"),
+        ('{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":2}', "2 channel(s)"),
+    ],
+)
+def test_twilio_start_in_another_media_format_is_refused_with_a_reason(
+    media_format: str, problem: str
+) -> None:
+    start = twilio.parse_twilio_message(
+        '{"event":"start","start":{"streamSid":"MZ1","callSid":"CA1",'
+        f'"mediaFormat":{media_format}}},"streamSid":"MZ1"}}'
+    )
+    assert isinstance(start, twilio.Start)
+    reason = start.unsupported_media_format()
+    assert reason is not None
+    assert problem in reason
+    assert "audio/x-mulaw at 8000 Hz mono" in reason
+
+
+def test_twilio_start_with_a_bad_media_format_is_malformed() -> None:
+    for media_format in ('"mulaw"', '{"sampleRate":"fast"}', '{"encoding":7}'):
+        message = (
+            '{"event":"start","start":{"streamSid":"MZ1","callSid":"CA1",'
+            f'"mediaFormat":{media_format}}},"streamSid":"MZ1"}}'
+        )
+        assert isinstance(twilio.parse_twilio_message(message), twilio.Malformed), media_format
 
 
 def test_twilio_bad_input_is_malformed_not_an_exception() -> None:

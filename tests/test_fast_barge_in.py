@@ -39,7 +39,7 @@ async def test_false_alarm_resumes_held_audio_and_truncates_nothing(
     [greeting_item] = [i for i in session.conversation if i.role == "assistant"]
     assert abs(report.heard_ms_by_item[greeting_item.id] - greeting_item.audio_ms) <= 20
     assert report.clears == 1
-    assert handle.counters["false_alarms_resumed"] == 1
+    assert handle.statistics().false_alarms_resumed == 1
 
 
 async def test_local_onset_confirmed_by_server_completes_the_barge_in(

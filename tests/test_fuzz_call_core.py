@@ -95,11 +95,11 @@ class CallCoreMachine(RuleBasedStateMachine):
 
     @rule()
     def echo_returned_marks(self) -> None:
-        played = self.core.counters.marks_played
+        played = self.core.statistics().marks_played
         for name in self.returned_marks:
-            self.core.on_twilio_mark(name, self.driver.now)
+            self.driver.echo_mark(name)
         self.returned_marks.clear()
-        assert self.core.counters.marks_played == played
+        assert self.core.statistics().marks_played == played
 
     @rule(respond=st.booleans(), confirm=st.booleans())
     def note(self, respond: bool, confirm: bool) -> None:

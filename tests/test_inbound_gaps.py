@@ -131,8 +131,8 @@ async def test_lost_caller_audio_reaches_the_model_as_silence_of_the_same_length
     assert audio[3000 * 8 : 3500 * 8] == mulaw.silence(500)
     assert audio[2980 * 8 : 3000 * 8] != mulaw.silence(20)  # speech right before the gap
     assert audio[3500 * 8 : 3520 * 8] != mulaw.silence(20)  # and right after it
-    assert handle.counters["inbound_gaps"] == 1
-    assert handle.counters["inbound_gap_filled_ms"] == 500
+    assert handle.statistics().inbound_gaps == 1
+    assert handle.statistics().inbound_gap_filled_ms == 500
     [line] = logs.tagged("CALL_END", handle.call_sid)
     assert "inbound_gap_filled_ms=500" in line
 

@@ -31,5 +31,5 @@ async def test_pcm16_upstream_call_with_barge_in(
     [truncation] = session.truncations
     assert truncation.accepted
     assert abs(truncation.audio_end_ms - report.heard_ms_by_item[truncation.item_id]) <= 40
-    assert handle.end_reason == "twilio_stop"
+    assert str(handle.end) == "twilio_stop"
     assert report.violation_count == 0

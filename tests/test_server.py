@@ -130,7 +130,7 @@ async def test_shutdown_ends_open_calls_cleanly(
         rig.server.shutdown()
         await handle.ended.wait()
         close = await caller.wait_closed()
-    assert handle.end_reason == "server_shutdown"
+    assert str(handle.end) == "server_shutdown"
     assert close.by == "bridge"
     assert len(rig.rest.hangups_for(handle.call_sid)) == 1
     assert logs.tagged("CALL_END", handle.call_sid)

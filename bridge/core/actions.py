@@ -1,14 +1,26 @@
 """What the sans-IO call core asks its Trio adapters to do.
 
 The core never performs I/O: each handler returns a list of these actions, executed in
-order by the task that called it.
+order by the task that called it. They come in two kinds, and the handlers' return types
+say which:
+
+* :data:`LocalAction` needs no socket: every task can execute it. The Twilio reader and
+  the TX writer hold no upstream socket, and the handlers they call
+  (:meth:`CallCore.on_twilio_event`, :meth:`CallCore.on_timer`) return only these, so mypy
+  keeps socket work out of them.
+* :data:`UpstreamAction` writes to the Realtime socket (and, for a barge-in, to Twilio
+  first); only tasks that own the upstream execute :data:`Action`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from bridge.core.ending import CallEnd
+from bridge.core.realtime_client import ClientEvent
+from bridge.core.twilio import Media
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -17,7 +29,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 class SendUpstream:
     """Send one client event to the Realtime API."""
 
-    event: Mapping[str, Any]
+    event: ClientEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +39,9 @@ class WakeTx:
 
 @dataclass(frozen=True, slots=True)
 class EndCall:
-    """End the whole call; ``reason`` goes into the ``CALL_END`` line."""
+    """End the whole call (the first end of a call wins)."""
 
-    reason: str
+    end: CallEnd
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +52,13 @@ class Log:
     tag: str
     message: str
     fields: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCallerAudio:
+    """Hand one caller frame to the audio-gate stage (its channel's full-policy applies)."""
+
+    media: Media
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +73,8 @@ class BargeIn:
     """A barge-in step list, executed in this order by the task that received the trigger.
 
     1. ``clear`` (when not ``None``) is written to Twilio: what matters is what has not been
-       *played*, so it is sent even when all audio was already *sent*;
+       *played*, so it is sent even when all audio was already *sent*; then the adapter
+       tells the core when it was written (:meth:`CallCore.on_clear_written`);
     2. the local TX queue was already flushed by the core (``flushed_*`` say how much);
     3. ``upstream`` events go out in order: ``response.cancel``, then one
        ``conversation.item.truncate`` or ``conversation.item.delete`` per assistant item;
@@ -69,7 +89,7 @@ class BargeIn:
     flushed_ms: int
     unplayed_at_twilio_ms: int
     """Audio already sent but not yet played at Twilio, dropped by the clear (estimate)."""
-    upstream: tuple[Mapping[str, Any], ...]
+    upstream: tuple[ClientEvent, ...]
     cancelled_response_ids: tuple[str, ...]
     truncations: tuple[Truncation, ...]
     deleted_item_ids: tuple[str, ...]
@@ -80,4 +100,6 @@ class BargeIn:
     included), on the caller's clock (Twilio media ms), when known."""
 
 
-Action = SendUpstream | WakeTx | EndCall | Log | BargeIn
+LocalAction = WakeTx | Log | EndCall | QueueCallerAudio
+UpstreamAction = SendUpstream | BargeIn
+Action = LocalAction | UpstreamAction

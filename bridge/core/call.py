@@ -3,7 +3,15 @@
 :class:`CallCore` holds **all** per-call state; every field is set in ``__init__`` and
 ``__slots__`` forbids any other, so an attribute used but never initialised (the bug that
 started this project: ``_cancelled_response_ids`` read in 14 places, set in none) cannot
-exist here: mypy rejects the read and the runtime rejects the write.
+exist here: mypy rejects the read and the runtime rejects the write. It owns the pieces:
+the conversation state machine (:mod:`bridge.core.state`), the playout ledger and pacer
+(:mod:`bridge.core.playout`), the audio-gate stage (:mod:`bridge.core.gate`), the upstream
+audio codec (:mod:`bridge.core.codec`), the cancelled-response set and the notes. The
+outside world reads its counters through :meth:`CallCore.statistics`.
+
+Events come in through one method per source: :meth:`on_twilio_event` (the Twilio reader),
+:meth:`on_realtime_event` (the OpenAI reader), :meth:`on_caller_frames` (the gate stage),
+:meth:`tx_poll` and :meth:`on_timer` (the TX writer), :meth:`submit_note` (the notes pump).
 
 Barge-in (see :meth:`CallCore._barge_in`): ``input_audio_buffer.speech_started`` is the
 trigger, acted on only while the AI is speaking: a response is active, AI audio is queued
@@ -15,10 +23,9 @@ window passes (then the held audio resumes where it stopped and nothing is trunc
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Literal
+from typing import Literal, assert_never
 
 from bridge.core import realtime as rt
 from bridge.core import twilio
@@ -26,16 +33,40 @@ from bridge.core.actions import (
     Action,
     BargeIn,
     EndCall,
+    LocalAction,
     Log,
     LogLevel,
+    QueueCallerAudio,
     SendUpstream,
     Truncation,
     WakeTx,
 )
 from bridge.core.cancelled import CancelledResponses
-from bridge.core.inputclock import InputClock
-from bridge.core.notes import DEFAULT_NEGATIONS, Note, NoteBook, NoteDisposition
+from bridge.core.codec import UpstreamCodec
+from bridge.core.ending import CallEnd, EndReason
+from bridge.core.gate import GateStage
+from bridge.core.notes import Note, NoteBook, NoteDisposition
 from bridge.core.playout import BYTES_PER_MS, MarkOutcome, OutboundFrame, Pacer, PlayoutLedger
+from bridge.core.realtime_client import (
+    ClientEvent,
+    ItemDelete,
+    ItemTruncate,
+    ResponseCancel,
+    ResponseCreate,
+    SessionSettings,
+    SessionUpdate,
+    SystemMessage,
+)
+from bridge.core.records import BargeInResumed, ResponseFinished, report
+from bridge.core.state import (
+    ConversationState,
+    Created,
+    Duck,
+    Floor,
+    SessionEvent,
+    SessionPhase,
+)
+from bridge.core.stats import CallCounters, CallStatistics
 
 FastBargeIn = Literal["off", "duck"]
 
@@ -48,92 +79,33 @@ BENIGN_ERROR_CODES = frozenset(
 )
 FATAL_ERROR_CODES = frozenset({"beta_api_shape_disabled", "invalid_api_key", "session_expired"})
 
+MAX_QUEUED_MS = 120_000
+"""Local TX queue cap, ms of AI audio; when full the oldest frames are dropped and counted."""
+CANCELLED_MAX = 64
+CANCELLED_MAX_AGE_S = 300.0
+"""Cancelled responses remembered (count and age): late deltas of any of them are dropped."""
+
 
 @dataclass(frozen=True, slots=True)
 class CoreSettings:
-    session: rt.SessionSettings
-    frame_ms: int = 40
-    """Outbound frame size toward Twilio, ms (a mark follows each frame). 40 ms halves the
-    messages (media, mark, echo) of 20 ms frames, the bridge's main per-call cost, while the
-    heard position stays within a few ms (measured by ``bench/bargein``)."""
-    lead_ms: int = 100
+    """The per-call settings, projected from :class:`bridge.config.BridgeConfig` (the one
+    source of their defaults) by :func:`bridge.runtime.services.core_settings`."""
+
+    session: SessionSettings
+    frame_ms: int
+    """Outbound frame size toward Twilio, ms (a mark follows each frame)."""
+    lead_ms: int
     """How far ahead of real time audio is sent to Twilio, ms."""
-    max_queued_ms: int = 120_000
-    greeting: str | None = "Greet the caller briefly and ask how you can help."
-    negations: tuple[str, ...] = DEFAULT_NEGATIONS
-    cancelled_max: int = 64
-    cancelled_max_age_s: float = 300.0
-    fast_barge_in: FastBargeIn = "duck"
-    """``duck``: a local voice onset stops playout at once (caller-perceived cutoff p95
-    35 ms against 192 ms on the server's VAD alone, ``bench/cutoff``); ``off``: wait for
-    the server's ``speech_started``."""
-    confirm_window_ms: int = 700
+    greeting: str | None
+    negations: tuple[str, ...]
+    fast_barge_in: FastBargeIn
+    confirm_window_ms: int
     """Local fast path: how long the held audio waits for the server's ``speech_started``."""
-    log_transcripts: bool = False
-    """Log what the caller and the AI said at INFO (personal data: off by default)."""
-
-
-class SessionPhase(Enum):
-    CONNECTING = "connecting"
-    CONFIGURING = "configuring"
-    READY = "ready"
-
-
-@dataclass(slots=True)
-class ActiveResponse:
-    response_id: str
-    created_at: float
-    audio_bytes: int = 0
-    first_audio_at: float | None = None
-
-
-@dataclass(slots=True)
-class Duck:
-    """Local fast barge-in in progress: playout stopped, unplayed audio held."""
-
-    started_at: float
-    held: list[OutboundFrame]
-
-
-@dataclass(slots=True)
-class CallCounters:
-    frames_in: int = 0
-    frames_dropped_backlog: int = 0
-    frames_gated: int = 0
-    frames_upstream: int = 0
-    inbound_gaps: int = 0
-    inbound_gap_filled_ms: int = 0
-    twilio_malformed: int = 0
-    upstream_malformed: int = 0
-    upstream_unknown: int = 0
-    upstream_errors: int = 0
-    audio_deltas: int = 0
-    audio_ms_received: int = 0
-    audio_dropped_unconfirmed_ms: int = 0
-    frames_out: int = 0
-    audio_ms_sent: int = 0
-    tx_overflow_frames: int = 0
-    marks_played: int = 0
-    marks_cleared: int = 0
-    marks_unknown: int = 0
-    responses: int = 0
-    responses_cancelled: int = 0
-    barge_ins: int = 0
-    local_barge_ins: int = 0
-    false_alarms_resumed: int = 0
-    tx_flushed_frames: int = 0
-    tx_flushed_ms: int = 0
-    late_deltas_dropped: int = 0
-    late_audio_ms_dropped: int = 0
-    late_transcripts_dropped: int = 0
-    truncations: int = 0
-    deletions: int = 0
-    notes_sent: int = 0
-    notes_silent: int = 0
-    notes_discarded: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+    gate_enabled: bool
+    log_transcripts: bool
+    """Log what the caller and the AI said at INFO (personal data)."""
+    max_queued_ms: int = MAX_QUEUED_MS
+    """Not a user setting: the local TX queue cap (tests make it small)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +113,6 @@ class TxSend:
     media: str
     mark: str
     frame: OutboundFrame
-    play_start_at: float
-    """Trio time (s) the frame is expected to start playing at the caller."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,23 +132,17 @@ class CallCore:
     """All state of one call and every decision about it. Not thread-safe; no I/O."""
 
     __slots__ = (
-        "_active",
-        "_barge_in_active",
-        "_barge_in_epoch",
         "_cancelled",
-        "_deferred_response",
-        "_duck",
+        "_codec",
+        "_counters",
         "_event_seq",
+        "_gate",
         "_late_items",
         "_notes",
         "_pacer",
-        "_phase",
-        "_requests_in_flight",
         "_session_update_id",
-        "_stale_requests",
+        "_state",
         "call_sid",
-        "counters",
-        "input_clock",
         "ledger",
         "settings",
         "started_at",
@@ -190,56 +154,65 @@ class CallCore:
         self.stream_sid = stream_sid
         self.call_sid = call_sid
         self.started_at = now
-        self.counters = CallCounters()
-        self.input_clock = InputClock()
-        frame_bytes = settings.frame_ms * BYTES_PER_MS
+        self._counters = CallCounters()
+        self._state = ConversationState()
         self.ledger = PlayoutLedger(
-            frame_bytes=frame_bytes,
+            frame_bytes=settings.frame_ms * BYTES_PER_MS,
             max_queued_frames=max(1, settings.max_queued_ms // settings.frame_ms),
         )
         self._pacer = Pacer(lead_ms=settings.lead_ms)
-        self._cancelled = CancelledResponses(settings.cancelled_max, settings.cancelled_max_age_s)
+        self._gate = GateStage(self._counters, gate_enabled=settings.gate_enabled)
+        self._codec = UpstreamCodec(settings.session.audio_format)
+        self._cancelled = CancelledResponses(CANCELLED_MAX, CANCELLED_MAX_AGE_S)
         self._notes = NoteBook.with_negations(settings.negations)
-        self._phase = SessionPhase.CONNECTING
         self._session_update_id: str | None = None
-        self._active: ActiveResponse | None = None
-        self._requests_in_flight: set[str] = set()
-        self._stale_requests: set[str] = set()
-        self._deferred_response = False
         self._late_items: dict[str, list[str]] = {}
-        self._duck: Duck | None = None
-        self._barge_in_active = False
-        self._barge_in_epoch = 0
+        """Items of an already-cancelled response that appeared late: deleted at its done."""
         self._event_seq = 0
 
     # -- read-only views ------------------------------------------------------------------
 
+    def statistics(self) -> CallStatistics:
+        """A snapshot of the call's counters."""
+        return self._counters.snapshot()
+
+    @property
+    def phase(self) -> SessionPhase:
+        return self._state.phase
+
     @property
     def session_ready(self) -> bool:
-        return self._phase is SessionPhase.READY
+        return self._state.phase is SessionPhase.READY
 
     @property
     def barge_in_active(self) -> bool:
-        """From a barge-in until ``speech_stopped``: the gate passes every inbound frame."""
-        return self._barge_in_active
+        """From a barge-in until ``speech_stopped`` (or a local one until it resolves): the
+        gate passes every inbound frame."""
+        return self._state.floor is not Floor.AI_MAY_SPEAK
 
     @property
     def barge_in_epoch(self) -> int:
         """Number of barge-ins so far; notes capture it when they start being produced."""
-        return self._barge_in_epoch
+        return self._state.barge_in_epoch
 
     @property
     def active_response_id(self) -> str | None:
-        return self._active.response_id if self._active else None
+        active = self._state.active
+        return active.response_id if active else None
 
     @property
     def ai_speaking(self) -> bool:
         return (
-            self._active is not None
+            self._state.active is not None
             or self.ledger.playing
             or self.ledger.has_queued
-            or self._duck is not None
+            or self._state.floor is Floor.HELD
         )
+
+    @property
+    def floor_dbfs(self) -> float | None:
+        """The caller's learned noise floor, dBFS (``None`` before the first frame)."""
+        return self._gate.floor_dbfs
 
     @property
     def _transcript_level(self) -> LogLevel:
@@ -256,46 +229,112 @@ class CallCore:
 
     def _request_response(self, instructions: str | None = None) -> SendUpstream:
         event_id = self._event_id("response")
-        self._requests_in_flight.add(event_id)
+        self._state.request(event_id)
         return SendUpstream(
-            rt.response_create_event(event_id, request_tag=event_id, instructions=instructions)
+            ResponseCreate(event_id, request_tag=event_id, instructions=instructions)
         )
 
-    def _may_create_response(self) -> bool:
-        return (
-            self._phase is SessionPhase.READY
-            and self._active is None
-            and not self._requests_in_flight
-            and not self._barge_in_active
-            and self._duck is None
-        )
+    # -- Twilio ---------------------------------------------------------------------------
+
+    def on_twilio_event(self, ev: twilio.TwilioEvent, now: float) -> list[LocalAction]:
+        """One parsed Twilio frame (the Twilio reader holds no upstream socket)."""
+        match ev:
+            case twilio.Media():
+                self._counters.frames_in += 1
+                self._gate.note_caller_time(ev.timestamp_ms, now)
+                return [QueueCallerAudio(ev)]
+            case twilio.Mark():
+                return self._on_mark(ev.name, now)
+            case twilio.Stop():
+                return [EndCall(CallEnd(EndReason.TWILIO_STOP))]
+            case twilio.Dtmf():
+                return [Log("DEBUG", "DTMF", f"digit={ev.digit}")]
+            case twilio.Malformed():
+                self._counters.twilio_malformed += 1
+                return [
+                    Log(
+                        "WARNING",
+                        "TWILIO_MALFORMED",
+                        f"{ev.reason} (#{self._counters.twilio_malformed}); call continues",
+                    )
+                ]
+            case twilio.Start() | twilio.Connected():
+                return [
+                    Log("WARNING", "TWILIO_UNEXPECTED", f"duplicate {type(ev).__name__} ignored")
+                ]
+            case twilio.UnknownTwilioEvent():
+                return [Log("DEBUG", "TWILIO_UNKNOWN", f"event={ev.event!r} ignored")]
+            case _:
+                assert_never(ev)
+
+    def on_caller_audio_dropped(self) -> None:
+        """The gate stage fell behind and the oldest queued caller frame was dropped."""
+        if self.session_ready:
+            self._counters.frames_dropped_backlog += 1
+
+    def _on_mark(self, name: str, now: float) -> list[LocalAction]:
+        outcome = self.ledger.on_mark(name, now)
+        match outcome:
+            case MarkOutcome.PLAYED:
+                self._counters.marks_played += 1
+            case MarkOutcome.CLEARED:
+                self._counters.marks_cleared += 1
+            case MarkOutcome.UNKNOWN:
+                self._counters.marks_unknown += 1
+                return [Log("DEBUG", "MARK_UNKNOWN", f"ignored mark {name!r}")]
+            case _:
+                assert_never(outcome)
+        return []
+
+    # -- caller audio (the gate stage) ----------------------------------------------------
+
+    def on_caller_frames(self, frames: Sequence[twilio.Media], now: float) -> list[Action]:
+        """Caller frames taken together by the gate stage, in order: their logs and any local
+        barge-in first, then one ``input_audio_buffer.append`` with everything released."""
+        actions: list[Action] = []
+        released: list[bytes] = []
+        for frame in frames:
+            result = self._gate.process(frame, barge_in_active=self.barge_in_active)
+            actions.extend(result.logs)
+            released.extend(result.released)
+            if result.onset:
+                actions.extend(self.on_local_onset(now))
+        append = self._codec.append(released)
+        if append is not None:
+            actions.append(SendUpstream(append))
+        return actions
 
     # -- upstream lifecycle ---------------------------------------------------------------
 
     def on_upstream_open(self, now: float) -> list[Action]:
         """The Realtime socket is open: configure the session at once (GA shape)."""
-        self._phase = SessionPhase.CONFIGURING
+        self._state.session(SessionEvent.OPENED)
         self._session_update_id = self._event_id("session")
-        return [
-            SendUpstream(rt.session_update_event(self.settings.session, self._session_update_id))
-        ]
+        return [SendUpstream(SessionUpdate(self._session_update_id, self.settings.session))]
+
+    def on_call_ending(self) -> None:
+        """The call is being torn down: nothing may start from here on."""
+        if self._state.phase is not SessionPhase.CLOSED:
+            self._state.session(SessionEvent.CLOSED)
 
     def _on_session_updated(self, ev: rt.SessionUpdated) -> list[Action]:
         want = self.settings.session.audio_format
-        if ev.input_format != want or ev.output_format != want:
-            if self._phase is SessionPhase.READY:
-                return [
-                    EndCall(f"session_format_changed in={ev.input_format} out={ev.output_format}")
-                ]
-            return [
-                EndCall(
-                    f"session_format_mismatch want={want} "
-                    f"in={ev.input_format} out={ev.output_format}"
-                )
-            ]
-        if self._phase is SessionPhase.READY:
+        want_rate = 24000 if want == "audio/pcm" else None
+        confirmed = (
+            ev.input_format == want
+            and ev.output_format == want
+            and ev.input_rate in (None, want_rate)
+            and ev.output_rate in (None, want_rate)
+        )
+        formats = f"in={ev.input_format} out={ev.output_format}"
+        ready = self._state.phase is SessionPhase.READY
+        if not confirmed:
+            if ready:
+                return [EndCall(CallEnd(EndReason.SESSION_FORMAT_CHANGED, formats))]
+            return [EndCall(CallEnd(EndReason.SESSION_FORMAT_MISMATCH, f"want={want} {formats}"))]
+        if ready:
             return []
-        self._phase = SessionPhase.READY
+        self._state.session(SessionEvent.CONFIRMED)
         actions: list[Action] = [
             Log("INFO", "SESSION_READY", f"upstream confirmed {want} both ways", {"format": want})
         ]
@@ -306,12 +345,23 @@ class CallCore:
     # -- Realtime events ------------------------------------------------------------------
 
     def on_realtime_event(self, ev: rt.RealtimeEvent, now: float) -> list[Action]:
+        """One parsed Realtime server event (the OpenAI reader)."""
+        if isinstance(ev, rt.AudioDelta) and ev.response_id in self._cancelled:
+            # Late audio of a cancelled response: dropped and counted; it must not pass
+            # through (and prime) the outbound resampler.
+            return self._on_realtime(ev, now)
+        actions: list[Action] = []
+        for converted in self._codec.outbound(ev):
+            actions.extend(self._on_realtime(converted, now))
+        return actions
+
+    def _on_realtime(self, ev: rt.RealtimeEvent, now: float) -> list[Action]:
         match ev:
             case rt.AudioDelta():
                 return self._on_audio_delta(ev, now)
             case rt.TranscriptDelta():
                 if ev.response_id in self._cancelled:
-                    self.counters.late_transcripts_dropped += 1
+                    self._counters.late_transcripts_dropped += 1
                 return []
             case rt.SpeechStarted():
                 return self._on_speech_started(ev, now)
@@ -352,38 +402,42 @@ class CallCore:
                     )
                 ]
             case rt.UnknownEvent():
-                self.counters.upstream_unknown += 1
+                self._counters.upstream_unknown += 1
                 return [Log("DEBUG", "UPSTREAM_UNKNOWN", f"ignored event type {ev.event_type!r}")]
             case rt.MalformedEvent():
-                self.counters.upstream_malformed += 1
+                self._counters.upstream_malformed += 1
                 return [
                     Log(
                         "WARNING",
                         "UPSTREAM_MALFORMED",
-                        f"{ev.reason} (#{self.counters.upstream_malformed}); call continues",
+                        f"{ev.reason} (#{self._counters.upstream_malformed}); call continues",
                     )
                 ]
             case rt.IgnoredEvent():
                 return []
+            case _:
+                assert_never(ev)
 
     def _on_audio_delta(self, ev: rt.AudioDelta, now: float) -> list[Action]:
+        counters = self._counters
         if ev.response_id in self._cancelled:
-            self.counters.late_deltas_dropped += 1
-            self.counters.late_audio_ms_dropped += len(ev.audio) // BYTES_PER_MS
+            counters.late_deltas_dropped += 1
+            counters.late_audio_ms_dropped += len(ev.audio) // BYTES_PER_MS
             return []
-        if self._phase is not SessionPhase.READY:
+        if not self.session_ready:
             # Audio in an unconfirmed format would reach the caller as static.
-            self.counters.audio_dropped_unconfirmed_ms += len(ev.audio) // BYTES_PER_MS
+            counters.audio_dropped_unconfirmed_ms += len(ev.audio) // BYTES_PER_MS
             return []
-        self.counters.audio_deltas += 1
-        self.counters.audio_ms_received += len(ev.audio) // BYTES_PER_MS
-        if self._active is not None and self._active.response_id == ev.response_id:
-            self._active.audio_bytes += len(ev.audio)
-            if self._active.first_audio_at is None:
-                self._active.first_audio_at = now
+        counters.audio_deltas += 1
+        counters.audio_ms_received += len(ev.audio) // BYTES_PER_MS
+        active = self._state.active
+        if active is not None and active.response_id == ev.response_id:
+            active.audio_bytes += len(ev.audio)
+            if active.first_audio_at is None:
+                active.first_audio_at = now
         dropped = self.ledger.add_audio(ev.response_id, ev.item_id, ev.audio)
         if dropped:
-            self.counters.tx_overflow_frames += dropped
+            counters.tx_overflow_frames += dropped
             return [
                 WakeTx(),
                 Log("WARNING", "TX_OVERFLOW", f"local TX queue full: dropped {dropped} oldest"),
@@ -400,62 +454,56 @@ class CallCore:
         return []
 
     def _on_response_created(self, ev: rt.ResponseCreated, now: float) -> list[Action]:
-        tag = ev.metadata.get("bridge_request")
-        if tag is not None and tag in self._stale_requests:
+        created = self._state.created(ev.response_id, ev.metadata.get("bridge_request"), now)
+        if created is Created.STALE:
             # Requested before the caller cut in: it must not speak now.
-            self._stale_requests.discard(tag)
             self._cancelled.add(ev.response_id, now)
-            self.counters.responses_cancelled += 1
+            self._counters.responses_cancelled += 1
             return [
-                SendUpstream(rt.response_cancel_event(self._event_id("cancel"), ev.response_id)),
+                SendUpstream(ResponseCancel(self._event_id("cancel"), ev.response_id)),
                 Log(
                     "INFO",
                     "STALE_RESPONSE",
                     f"cancelled {ev.response_id}: requested before barge-in",
                 ),
             ]
-        if tag is not None:
-            self._requests_in_flight.discard(tag)
-        self.counters.responses += 1
-        self._active = ActiveResponse(ev.response_id, now)
+        self._counters.responses += 1
         return [Log("DEBUG", "RESPONSE_CREATED", ev.response_id)]
 
     def _on_response_done(self, ev: rt.ResponseDone, now: float) -> list[Action]:
         actions: list[Action] = []
-        if self._active is not None and self._active.response_id == ev.response_id:
-            active, self._active = self._active, None
-            first = (
-                f"{(active.first_audio_at - active.created_at) * 1000:.0f}"
+        active = self._state.done(ev.response_id)
+        if active is not None:
+            first_ms = (
+                (active.first_audio_at - active.created_at) * 1000.0
                 if active.first_audio_at is not None
-                else "-"
+                else None
             )
-            actions.append(
-                Log(
-                    "INFO",
-                    "RESPONSE_DONE",
-                    f"{ev.response_id} status={ev.status} reason={ev.reason} "
-                    f"audio_ms={active.audio_bytes // BYTES_PER_MS} first_audio_ms={first}",
-                )
+            record = ResponseFinished(
+                response_id=ev.response_id,
+                status=ev.status,
+                reason=ev.reason,
+                audio_ms=active.audio_bytes // BYTES_PER_MS,
+                first_audio_ms=first_ms,
             )
+            actions.append(report("INFO", record))
         for item_id in self._late_items.pop(ev.response_id, []):
-            self.counters.deletions += 1
-            actions.append(SendUpstream(rt.item_delete_event(self._event_id("delete"), item_id)))
-        if self._deferred_response and self._may_create_response():
-            self._deferred_response = False
+            self._counters.deletions += 1
+            actions.append(SendUpstream(ItemDelete(self._event_id("delete"), item_id)))
+        if self._state.take_deferred():
             actions.append(self._request_response())
         return actions
 
     def _on_speech_started(self, ev: rt.SpeechStarted, now: float) -> list[Action]:
-        if self._duck is not None:
+        if self._state.floor is Floor.HELD:
             return [self._barge_in(now, "confirmed", ev.audio_start_ms)]
         if not self.ai_speaking:
             return [Log("DEBUG", "SPEECH_STARTED", "caller speaks; AI silent, nothing to stop")]
         return [self._barge_in(now, "server", ev.audio_start_ms)]
 
     def _on_speech_stopped(self, ev: rt.SpeechStopped) -> list[Action]:
-        if not self._barge_in_active:
+        if not self._state.caller_stopped():
             return []
-        self._barge_in_active = False
         return [Log("INFO", "BARGE_IN_END", f"caller utterance ended at {ev.audio_end_ms} ms")]
 
     def _on_input_transcript(self, ev: rt.InputTranscript) -> list[Action]:
@@ -464,7 +512,7 @@ class CallCore:
             Log(self._transcript_level, "CALLER_SAID", repr(ev.transcript), {"item_id": ev.item_id})
         ]
         if discarded:
-            self.counters.notes_discarded += len(discarded)
+            self._counters.notes_discarded += len(discarded)
             actions.append(
                 Log(
                     "INFO",
@@ -478,46 +526,27 @@ class CallCore:
         return actions
 
     def _on_error(self, ev: rt.ErrorEvent) -> list[Action]:
-        self.counters.upstream_errors += 1
+        self._counters.upstream_errors += 1
         detail = f"code={ev.code} param={ev.param} event_id={ev.event_id}: {ev.message}"
-        configuring = self._phase is SessionPhase.CONFIGURING
-        if (configuring and ev.event_id == self._session_update_id) or (
-            configuring and (ev.param or "").startswith("session")
+        if self._state.phase is SessionPhase.CONFIGURING and (
+            ev.event_id == self._session_update_id or (ev.param or "").startswith("session")
         ):
-            return [EndCall(f"session_update_rejected {detail}")]
+            return [EndCall(CallEnd(EndReason.SESSION_UPDATE_REJECTED, detail))]
         if ev.code in FATAL_ERROR_CODES:
-            return [EndCall(f"upstream_fatal_error {detail}")]
-        if ev.code == "conversation_already_has_active_response":
+            return [EndCall(CallEnd(EndReason.UPSTREAM_FATAL_ERROR, detail))]
+        if ev.event_id is not None:
             # Our request collided with a response we did not know about: ask again later.
-            if ev.event_id is not None and ev.event_id in self._requests_in_flight:
-                self._requests_in_flight.discard(ev.event_id)
-                self._deferred_response = True
-            return [Log("INFO", "UPSTREAM_BENIGN", detail)]
+            collided = ev.code == "conversation_already_has_active_response"
+            self._state.request_failed(ev.event_id, collided=collided)
         if ev.code in BENIGN_ERROR_CODES:
             return [Log("INFO", "UPSTREAM_BENIGN", detail)]
-        if ev.event_id is not None and ev.event_id in self._requests_in_flight:
-            self._requests_in_flight.discard(ev.event_id)
         return [Log("WARNING", "UPSTREAM_ERROR", f"{detail}; call continues")]
-
-    # -- Twilio ---------------------------------------------------------------------------
-
-    def on_twilio_mark(self, name: str, now: float) -> list[Action]:
-        outcome = self.ledger.on_mark(name, now)
-        match outcome:
-            case MarkOutcome.PLAYED:
-                self.counters.marks_played += 1
-            case MarkOutcome.CLEARED:
-                self.counters.marks_cleared += 1
-            case MarkOutcome.UNKNOWN:
-                self.counters.marks_unknown += 1
-                return [Log("DEBUG", "MARK_UNKNOWN", f"ignored mark {name!r}")]
-        return []
 
     # -- TX writer ------------------------------------------------------------------------
 
     def tx_poll(self, now: float) -> TxDecision:
         """What the TX writer should do at ``now``: send one frame, wait, or idle."""
-        if self._duck is not None:
+        if self._state.floor is Floor.HELD:
             return TxIdle()
         frame = self.ledger.peek_frame()
         if frame is None:
@@ -527,45 +556,42 @@ class CallCore:
         if ready_at > now:
             return TxWait(ready_at)
         self.ledger.pop_frame()
-        play_start = self._pacer.play_start_for_next(now)
+        self._gate.note_playout(frame.payload, self._pacer.play_start_for_next(now))
         mark = self.ledger.on_sent(frame, now)
         self._pacer.on_sent(now, frame_ms)
-        self.counters.frames_out += 1
-        self.counters.audio_ms_sent += len(frame.payload) // BYTES_PER_MS
+        self._counters.frames_out += 1
+        self._counters.audio_ms_sent += len(frame.payload) // BYTES_PER_MS
         return TxSend(
             media=twilio.media_message(self.stream_sid, frame.payload),
             mark=twilio.mark_message(self.stream_sid, str(mark)),
             frame=frame,
-            play_start_at=play_start,
         )
 
     def next_deadline(self) -> float | None:
         """Trio time of the next timer the core needs (:meth:`on_timer`), if any."""
-        if self._duck is not None:
-            return self._duck.started_at + self.settings.confirm_window_ms / 1000.0
+        duck = self._state.duck_state
+        if duck is not None:
+            return duck.started_at + self.settings.confirm_window_ms / 1000.0
         return None
 
-    def on_timer(self, now: float) -> list[Action]:
+    def on_timer(self, now: float) -> list[LocalAction]:
         self._cancelled.expire(now)
-        duck = self._duck
+        duck = self._state.duck_state
         if duck is None or now < duck.started_at + self.settings.confirm_window_ms / 1000.0:
             return []
         # No server confirmation: a cough, a door, an "mm-hm". Resume where playout stopped.
-        self._duck = None
-        self._barge_in_active = False
-        self.ledger.resume(duck.held)
-        self.counters.false_alarms_resumed += 1
+        self._state.resume()
+        self.ledger.resume(list(duck.held))
+        self._counters.false_alarms_resumed += 1
         held_ms = sum(len(f.payload) for f in duck.held) // BYTES_PER_MS
         return [
             WakeTx(),
-            Log(
-                "INFO",
-                "BARGE_IN_RESUMED",
-                f"no speech_started within {self.settings.confirm_window_ms} ms: "
-                f"resuming {held_ms} ms of held audio, nothing truncated",
-                {"held_ms": held_ms},
-            ),
+            report("INFO", BargeInResumed(self.settings.confirm_window_ms, held_ms)),
         ]
+
+    def on_clear_written(self, now: float) -> None:
+        """A barge-in's Twilio ``clear`` was written at Trio time ``now``."""
+        self._gate.note_playout_stopped(now)
 
     # -- barge-in -------------------------------------------------------------------------
 
@@ -573,16 +599,14 @@ class CallCore:
         """Local VAD heard the caller start speaking (not explained by echo)."""
         if (
             self.settings.fast_barge_in == "off"
-            or self._duck is not None
-            or self._barge_in_active
+            or self._state.floor is not Floor.AI_MAY_SPEAK
             or not self.ai_speaking
         ):
             return []
         cleared, held = self.ledger.hold(now)
         self._pacer.on_clear(now)
-        self._duck = Duck(started_at=now, held=held)
-        self._barge_in_active = True
-        self.counters.local_barge_ins += 1
+        self._state.duck(Duck(started_at=now, held=tuple(held)))
+        self._counters.local_barge_ins += 1
         return [
             BargeIn(
                 trigger="local",
@@ -607,22 +631,23 @@ class CallCore:
         clear: str | None = None
         unplayed_ms = 0
         flushed = self.ledger.flush_queue()
-        if self._duck is not None:
-            flushed = self._duck.held + flushed
-            self._duck = None
+        active = self._state.active
+        confirmed_duck = self._state.cut()
+        if confirmed_duck is not None:
+            flushed = list(confirmed_duck.held) + flushed
         else:
             cleared = self.ledger.clear(now)
             self._pacer.on_clear(now)
             clear = twilio.clear_message(self.stream_sid)
             unplayed_ms = cleared.unplayed_bytes // BYTES_PER_MS
+        self._codec.discard_outbound()
         flushed_ms = sum(len(f.payload) for f in flushed) // BYTES_PER_MS
-        upstream: list[dict[str, Any]] = []
+        upstream: list[ClientEvent] = []
         cancelled: list[str] = []
-        if self._active is not None:
-            response_id = self._active.response_id
-            upstream.append(rt.response_cancel_event(self._event_id("cancel"), response_id))
-            cancelled.append(response_id)
-            self.counters.responses_cancelled += 1
+        if active is not None:
+            upstream.append(ResponseCancel(self._event_id("cancel"), active.response_id))
+            cancelled.append(active.response_id)
+            self._counters.responses_cancelled += 1
         truncations: list[Truncation] = []
         deleted: list[str] = []
         for item in list(self.ledger.items.values()):
@@ -632,30 +657,24 @@ class CallCore:
                 if heard_ms >= 1:
                     truncations.append(Truncation(item.item_id, heard_ms, item.received_ms))
                     upstream.append(
-                        rt.item_truncate_event(self._event_id("truncate"), item.item_id, heard_ms)
+                        ItemTruncate(self._event_id("truncate"), item.item_id, heard_ms)
                     )
                 else:
                     # Truncating at 0 is an API error; leaving the item would make the model
                     # believe it said words the caller never heard (the stale-question loop).
                     deleted.append(item.item_id)
-                    upstream.append(rt.item_delete_event(self._event_id("delete"), item.item_id))
+                    upstream.append(ItemDelete(self._event_id("delete"), item.item_id))
             if item.response_id not in cancelled:
                 cancelled.append(item.response_id)
             self.ledger.finalize(item.item_id)
         for response_id in cancelled:
             self._cancelled.add(response_id, now)
-        # Per-response flags reset: nothing requested before the barge-in may speak after it.
-        self._active = None
-        self._stale_requests |= self._requests_in_flight
-        self._requests_in_flight.clear()
-        self._deferred_response = False
-        self._barge_in_active = True
-        self._barge_in_epoch += 1
-        self.counters.barge_ins += 1
-        self.counters.tx_flushed_frames += len(flushed)
-        self.counters.tx_flushed_ms += flushed_ms
-        self.counters.truncations += len(truncations)
-        self.counters.deletions += len(deleted)
+        counters = self._counters
+        counters.barge_ins += 1
+        counters.tx_flushed_frames += len(flushed)
+        counters.tx_flushed_ms += flushed_ms
+        counters.truncations += len(truncations)
+        counters.deletions += len(deleted)
         return BargeIn(
             trigger=trigger,
             detected_at=now,
@@ -668,7 +687,7 @@ class CallCore:
             truncations=tuple(truncations),
             deleted_item_ids=tuple(deleted),
             held=False,
-            caller_speech_ms=self.input_clock.to_twilio_ms(audio_start_ms),
+            caller_speech_ms=self._gate.input_clock.to_twilio_ms(audio_start_ms),
         )
 
     # -- application notes ----------------------------------------------------------------
@@ -681,29 +700,27 @@ class CallCore:
             text=text,
             respond=respond,
             awaits_confirmation=awaits_confirmation,
-            epoch=self._barge_in_epoch if epoch is None else epoch,
+            epoch=self.barge_in_epoch if epoch is None else epoch,
         )
         return self._deliver(note)
 
     def _deliver(self, note: Note) -> list[Action]:
         disposition = self._notes.dispose(
-            note, epoch=self._barge_in_epoch, barge_in_active=self._barge_in_active
+            note, epoch=self.barge_in_epoch, barge_in_active=self.barge_in_active
         )
         if disposition is NoteDisposition.HOLD:
             return [Log("INFO", "NOTE_HELD", "note waits for the caller's confirmation")]
-        actions: list[Action] = [
-            SendUpstream(rt.system_note_event(self._event_id("note"), note.text))
-        ]
-        self.counters.notes_sent += 1
+        actions: list[Action] = [SendUpstream(SystemMessage(self._event_id("note"), note.text))]
+        self._counters.notes_sent += 1
         if disposition is NoteDisposition.SEND_SILENTLY:
             if note.respond:
-                self.counters.notes_silent += 1
-                why = "barge-in active" if self._barge_in_active else "produced before a barge-in"
+                self._counters.notes_silent += 1
+                why = "barge-in active" if self.barge_in_active else "produced before a barge-in"
                 actions.append(Log("INFO", "NOTE_SILENT", f"note sent without a response: {why}"))
             return actions
-        if self._may_create_response():
+        if self._state.may_create_response:
             actions.append(self._request_response())
         else:
-            self._deferred_response = True
+            self._state.defer()
             actions.append(Log("INFO", "NOTE_DEFERRED", "response.create waits for response.done"))
         return actions

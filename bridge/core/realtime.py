@@ -5,8 +5,7 @@ It never raises: a frame that is not a JSON object with a string ``type``, or a 
 missing a field the bridge relies on, becomes :class:`MalformedEvent`; events the bridge has
 no use for become :class:`IgnoredEvent` (known) or :class:`UnknownEvent` (not in the GA spec).
 
-Client events are built by the ``*_event`` functions as plain dicts (JSON-able), except the
-hot-path :func:`input_audio_append_text`, which returns the serialized frame directly.
+Client events (bridge → server) are typed values in :mod:`bridge.core.realtime_client`.
 Only the GA shapes exist here: the beta interface is shut down (``beta_api_shape_disabled``).
 """
 
@@ -17,9 +16,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-AudioFormatName = Literal["audio/pcmu", "audio/pcm"]
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,119 +318,3 @@ def parse_realtime_event(data: str | bytes) -> RealtimeEvent:
         return _parse(event_type, message)
     except _Missing as missing:
         return MalformedEvent(f"{event_type} without a valid '{missing}'")
-
-
-@dataclass(frozen=True, slots=True)
-class TurnDetection:
-    """Explicit server-VAD settings (partial objects got odd defaults in the past)."""
-
-    threshold: float = 0.5
-    prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
-    create_response: bool = True
-    interrupt_response: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSettings:
-    model: str | None
-    """Omitted from the update when ``None`` (the model is fixed by the connect URL)."""
-    voice: str
-    instructions: str
-    audio_format: AudioFormatName = "audio/pcmu"
-    transcription_model: str | None = "gpt-4o-mini-transcribe"
-    turn_detection: TurnDetection = field(default_factory=TurnDetection)
-
-
-def _format_object(name: AudioFormatName) -> dict[str, Any]:
-    # pcmu takes no `rate` (the server rejects it as an unknown parameter); pcm is 24 kHz only.
-    return {"type": "audio/pcm", "rate": 24000} if name == "audio/pcm" else {"type": name}
-
-
-def session_update_event(settings: SessionSettings, event_id: str) -> dict[str, Any]:
-    """GA ``session.update`` with every field the bridge depends on set explicitly."""
-    turn = settings.turn_detection
-    audio_input: dict[str, Any] = {
-        "format": _format_object(settings.audio_format),
-        "turn_detection": {
-            "type": "server_vad",
-            "threshold": turn.threshold,
-            "prefix_padding_ms": turn.prefix_padding_ms,
-            "silence_duration_ms": turn.silence_duration_ms,
-            "create_response": turn.create_response,
-            "interrupt_response": turn.interrupt_response,
-        },
-    }
-    if settings.transcription_model:
-        audio_input["transcription"] = {"model": settings.transcription_model}
-    session: dict[str, Any] = {"type": "realtime"}
-    if settings.model:
-        session["model"] = settings.model
-    return {
-        "type": "session.update",
-        "event_id": event_id,
-        "session": {
-            **session,
-            "output_modalities": ["audio"],
-            "instructions": settings.instructions,
-            "audio": {
-                "input": audio_input,
-                "output": {
-                    "format": _format_object(settings.audio_format),
-                    "voice": settings.voice,
-                },
-            },
-        },
-    }
-
-
-def input_audio_append_text(audio: bytes) -> str:
-    """Serialized ``input_audio_buffer.append`` (hot path: ~50 per second per call)."""
-    encoded = base64.b64encode(audio).decode("ascii")
-    return f'{{"type":"input_audio_buffer.append","audio":"{encoded}"}}'
-
-
-def response_create_event(
-    event_id: str, *, request_tag: str, instructions: str | None = None
-) -> dict[str, Any]:
-    """``response.create``; ``request_tag`` comes back in ``response.created`` metadata."""
-    response: dict[str, Any] = {"metadata": {"bridge_request": request_tag}}
-    if instructions:
-        response["instructions"] = instructions
-    return {"type": "response.create", "event_id": event_id, "response": response}
-
-
-def response_cancel_event(event_id: str, response_id: str) -> dict[str, Any]:
-    return {"type": "response.cancel", "event_id": event_id, "response_id": response_id}
-
-
-def item_truncate_event(event_id: str, item_id: str, audio_end_ms: int) -> dict[str, Any]:
-    """Truncate an assistant audio item at ``audio_end_ms`` (must be 1..generated ms)."""
-    return {
-        "type": "conversation.item.truncate",
-        "event_id": event_id,
-        "item_id": item_id,
-        "content_index": 0,
-        "audio_end_ms": audio_end_ms,
-    }
-
-
-def item_delete_event(event_id: str, item_id: str) -> dict[str, Any]:
-    return {"type": "conversation.item.delete", "event_id": event_id, "item_id": item_id}
-
-
-def system_note_event(event_id: str, text: str) -> dict[str, Any]:
-    """A system message item: context for the model that does not itself start a response."""
-    return {
-        "type": "conversation.item.create",
-        "event_id": event_id,
-        "item": {
-            "type": "message",
-            "role": "system",
-            "content": [{"type": "input_text", "text": text}],
-        },
-    }
-
-
-def dumps(event: Mapping[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)

@@ -27,18 +27,42 @@ _SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    protocol: str
-    version: str
+    """The first message of every stream; it carries nothing the bridge uses."""
+
+
+SUPPORTED_ENCODING = "audio/x-mulaw"
+SUPPORTED_SAMPLE_RATE = 8000
+SUPPORTED_CHANNELS = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Start:
     stream_sid: str
     call_sid: str
-    account_sid: str
     custom_parameters: Mapping[str, str] = field(default_factory=dict)
-    encoding: str = "audio/x-mulaw"
-    sample_rate: int = 8000
+    encoding: str = SUPPORTED_ENCODING
+    """``start.mediaFormat``; Twilio documents μ-law 8000 Hz mono for bidirectional streams,
+    and a missing ``mediaFormat`` is read as that."""
+    sample_rate: int = SUPPORTED_SAMPLE_RATE
+    channels: int = SUPPORTED_CHANNELS
+
+    def unsupported_media_format(self) -> str | None:
+        """Why the bridge cannot carry this stream's audio, or ``None`` if it can.
+
+        Everything on the hot path assumes μ-law at 8000 Hz mono (8 bytes/ms); audio in any
+        other format would be sent to the model as μ-law and heard as noise.
+        """
+        if (self.encoding, self.sample_rate, self.channels) == (
+            SUPPORTED_ENCODING,
+            SUPPORTED_SAMPLE_RATE,
+            SUPPORTED_CHANNELS,
+        ):
+            return None
+        return (
+            f"stream audio is {self.encoding} at {self.sample_rate} Hz, {self.channels} "
+            f"channel(s); the bridge carries only {SUPPORTED_ENCODING} at "
+            f"{SUPPORTED_SAMPLE_RATE} Hz mono"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +72,6 @@ class Media:
     payload: bytes
     timestamp_ms: int
     """Presentation time in ms since the stream started (Twilio's ``media.timestamp``)."""
-    chunk: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +86,7 @@ class Dtmf:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    call_sid: str | None
+    """The stream is over at Twilio's end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,21 +122,25 @@ def _parse_start(message: Mapping[str, Any]) -> Start | Malformed:
         return Malformed("start with a missing or invalid streamSid")
     if not isinstance(call_sid, str) or not _SID.match(call_sid):
         return Malformed("start with a missing or invalid callSid")
-    account_sid = start.get("accountSid")
     params = start.get("customParameters")
     custom = {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {}
     media_format = start.get("mediaFormat")
-    encoding, rate = "audio/x-mulaw", 8000
-    if isinstance(media_format, dict):
-        encoding = str(media_format.get("encoding", encoding))
-        rate = _int_field(media_format.get("sampleRate")) or rate
+    if media_format is None:
+        return Start(stream_sid=stream_sid, call_sid=call_sid, custom_parameters=custom)
+    if not isinstance(media_format, dict):
+        return Malformed("start with a 'mediaFormat' that is not an object")
+    encoding = media_format.get("encoding", SUPPORTED_ENCODING)
+    rate = _int_field(media_format.get("sampleRate", SUPPORTED_SAMPLE_RATE))
+    channels = _int_field(media_format.get("channels", SUPPORTED_CHANNELS))
+    if not isinstance(encoding, str) or rate is None or channels is None:
+        return Malformed("start with an invalid 'mediaFormat'")
     return Start(
         stream_sid=stream_sid,
         call_sid=call_sid,
-        account_sid=account_sid if isinstance(account_sid, str) else "",
         custom_parameters=custom,
         encoding=encoding,
         sample_rate=rate,
+        channels=channels,
     )
 
 
@@ -131,7 +158,7 @@ def _parse_media(message: Mapping[str, Any]) -> Media | Malformed:
     timestamp = _int_field(media.get("timestamp"))
     if timestamp is None or timestamp < 0:
         return Malformed("media without a valid timestamp")
-    return Media(payload=audio, timestamp_ms=timestamp, chunk=_int_field(media.get("chunk")))
+    return Media(payload=audio, timestamp_ms=timestamp)
 
 
 def parse_twilio_message(data: str | bytes) -> TwilioEvent:
@@ -157,11 +184,9 @@ def parse_twilio_message(data: str | bytes) -> TwilioEvent:
         case "start":
             return _parse_start(message)
         case "connected":
-            return Connected(str(message.get("protocol", "")), str(message.get("version", "")))
+            return Connected()
         case "stop":
-            stop = message.get("stop")
-            call_sid = stop.get("callSid") if isinstance(stop, dict) else None
-            return Stop(call_sid if isinstance(call_sid, str) else None)
+            return Stop()
         case "dtmf":
             dtmf = message.get("dtmf")
             digit = dtmf.get("digit") if isinstance(dtmf, dict) else None

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from loguru import logger
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.core.signature import is_valid_signature
 from bridge.core.twiml import connect_stream
@@ -135,8 +136,7 @@ class BridgeApp:
             ready = not services.draining
             await _respond(send, 200 if ready else 503, "ready\n" if ready else "draining\n")
         elif path == "/metrics":
-            body = services.metrics.render(len(services.registry.active()), services.draining)
-            await _respond(send, 200, body, "text/plain; version=0.0.4")
+            await _respond(send, 200, services.metrics.render(), CONTENT_TYPE_LATEST)
         elif path == "/twilio/voice" and method == "POST":
             await self._voice_webhook(scope, receive, send)
         elif path == "/calls" and method == "GET":

@@ -1,78 +1,174 @@
-"""Process-wide counters and the barge-in reaction histogram, in Prometheus text format."""
+"""Process metrics in the Prometheus text format, through ``prometheus-client``.
+
+One :class:`Metrics` per bridge (its own ``CollectorRegistry``, so several bridges in one
+test process never share a series). It is updated in one place, from call events, by the
+call runner (:mod:`bridge.runtime.call`): a call started, a barge-in reacted, a REST hang-up
+was tried, a call ended. Counts that grow per frame inside a call (malformed messages,
+late audio dropped, caller audio filled in, ...) are never incremented next to the per-call
+counter: at scrape time they are the totals of the calls that ended plus the live calls'
+:meth:`bridge.core.call.CallCore.statistics`, so they stay monotonic and cost nothing on the
+hot path. Durations are exposed in seconds, as Prometheus expects.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 
-REACTION_BUCKETS_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bridge.core.ending import CallEnd
+from bridge.core.stats import CallStatistics
+
+# A `*_created` timestamp per counter doubles the series and tells nothing a restart-aware
+# `rate()` does not already handle.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+
+REACTION_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
+"""Barge-in reaction buckets, s: the target is under 2 ms at p95."""
+
+_SUMMED: tuple[tuple[str, str, str, float], ...] = (
+    # (metric name without _total, help, CallStatistics field, scale to the metric's unit)
+    (
+        "bridge_late_audio_dropped_seconds",
+        "Audio of cancelled responses that arrived late and was dropped, s.",
+        "late_audio_ms_dropped",
+        0.001,
+    ),
+    (
+        "bridge_inbound_gap_filled_seconds",
+        "Caller audio that never arrived, sent to the model as silence, s.",
+        "inbound_gap_filled_ms",
+        0.001,
+    ),
+    (
+        "bridge_inbound_frames_dropped",
+        "Caller frames dropped (oldest first) because the gate stage fell behind.",
+        "frames_dropped_backlog",
+        1.0,
+    ),
+    (
+        "bridge_upstream_errors",
+        "Realtime error events received (benign ones included).",
+        "upstream_errors",
+        1.0,
+    ),
+    (
+        "bridge_tx_overflow_frames",
+        "AI audio frames dropped because the local TX queue was full.",
+        "tx_overflow_frames",
+        1.0,
+    ),
+)
 
 
-@dataclass(slots=True)
 class Metrics:
-    calls_started: int = 0
-    calls_ended: Counter[str] = field(default_factory=Counter)
-    barge_ins: Counter[str] = field(default_factory=Counter)
-    reaction_counts: list[int] = field(default_factory=lambda: [0] * len(REACTION_BUCKETS_MS))
-    reaction_sum_ms: float = 0.0
-    reaction_total: int = 0
-    late_audio_dropped_ms: int = 0
-    inbound_gap_filled_ms: int = 0
-    inbound_frames_dropped: int = 0
-    upstream_errors: int = 0
-    malformed_messages: int = 0
-    rest_hangups: Counter[str] = field(default_factory=Counter)
+    """The bridge's metrics; see the module docstring for who updates what."""
 
-    def observe_reaction(self, ms: float) -> None:
-        """Barge-in reaction: trigger received → Twilio ``clear`` written, in ms."""
-        self.reaction_total += 1
-        self.reaction_sum_ms += ms
-        for i, bound in enumerate(REACTION_BUCKETS_MS):
-            if ms <= bound:
-                self.reaction_counts[i] += 1
+    __slots__ = (
+        "_barge_ins",
+        "_calls_ended",
+        "_calls_started",
+        "_ended_totals",
+        "_reaction",
+        "_rest_hangups",
+        "registry",
+    )
 
-    def render(self, active_calls: int, draining: bool) -> str:
-        lines = [
-            "# TYPE bridge_calls_active gauge",
-            f"bridge_calls_active {active_calls}",
-            "# TYPE bridge_draining gauge",
-            f"bridge_draining {int(draining)}",
-            "# TYPE bridge_calls_started_total counter",
-            f"bridge_calls_started_total {self.calls_started}",
-            "# TYPE bridge_calls_ended_total counter",
-        ]
-        lines += [
-            f'bridge_calls_ended_total{{reason="{r}"}} {n}'
-            for r, n in sorted(self.calls_ended.items())
-        ]
-        lines.append("# TYPE bridge_barge_ins_total counter")
-        lines += [
-            f'bridge_barge_ins_total{{trigger="{t}"}} {n}'
-            for t, n in sorted(self.barge_ins.items())
-        ]
-        lines.append("# TYPE bridge_barge_in_reaction_ms histogram")
-        lines += [
-            f'bridge_barge_in_reaction_ms_bucket{{le="{b:g}"}} {c}'
-            for b, c in zip(REACTION_BUCKETS_MS, self.reaction_counts, strict=True)
-        ]
-        lines += [
-            f'bridge_barge_in_reaction_ms_bucket{{le="+Inf"}} {self.reaction_total}',
-            f"bridge_barge_in_reaction_ms_sum {self.reaction_sum_ms:.3f}",
-            f"bridge_barge_in_reaction_ms_count {self.reaction_total}",
-            "# TYPE bridge_late_audio_dropped_ms_total counter",
-            f"bridge_late_audio_dropped_ms_total {self.late_audio_dropped_ms}",
-            "# TYPE bridge_inbound_gap_filled_ms_total counter",
-            f"bridge_inbound_gap_filled_ms_total {self.inbound_gap_filled_ms}",
-            "# TYPE bridge_inbound_frames_dropped_total counter",
-            f"bridge_inbound_frames_dropped_total {self.inbound_frames_dropped}",
-            "# TYPE bridge_upstream_errors_total counter",
-            f"bridge_upstream_errors_total {self.upstream_errors}",
-            "# TYPE bridge_malformed_messages_total counter",
-            f"bridge_malformed_messages_total {self.malformed_messages}",
-            "# TYPE bridge_rest_hangups_total counter",
-        ]
-        lines += [
-            f'bridge_rest_hangups_total{{outcome="{o}"}} {n}'
-            for o, n in sorted(self.rest_hangups.items())
-        ]
-        return "\n".join(lines) + "\n"
+    def __init__(
+        self,
+        live_statistics: Callable[[], Iterable[CallStatistics]],
+        draining: Callable[[], bool],
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._ended_totals: dict[str, int] = {}
+        self._calls_started = Counter(
+            "bridge_calls_started", "Calls whose Twilio stream started.", registry=self.registry
+        )
+        self._calls_ended = Counter(
+            "bridge_calls_ended", "Calls ended, by reason.", ["reason"], registry=self.registry
+        )
+        self._barge_ins = Counter(
+            "bridge_barge_ins",
+            "Barge-ins, by trigger (server, local, confirmed).",
+            ["trigger"],
+            registry=self.registry,
+        )
+        self._reaction = Histogram(
+            "bridge_barge_in_reaction_seconds",
+            "Barge-in trigger received to Twilio clear written, s.",
+            buckets=REACTION_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._rest_hangups = Counter(
+            "bridge_rest_hangups",
+            "Twilio REST hang-ups tried, by outcome (ok, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.registry.register(_CallTotals(self._ended_totals, live_statistics, draining))
+
+    def call_started(self) -> None:
+        self._calls_started.inc()
+
+    def barge_in(self, trigger: str, reaction_s: float | None) -> None:
+        """A barge-in ran; ``reaction_s`` is ``None`` when no ``clear`` was written."""
+        self._barge_ins.labels(trigger=trigger).inc()
+        if reaction_s is not None:
+            self._reaction.observe(reaction_s)
+
+    def rest_hangup(self, ok: bool) -> None:
+        self._rest_hangups.labels(outcome="ok" if ok else "failed").inc()
+
+    def call_ended(self, end: CallEnd, statistics: CallStatistics) -> None:
+        """Called once per call, when it is no longer among the live calls."""
+        self._calls_ended.labels(reason=end.reason.value).inc()
+        for name, count in statistics.as_dict().items():
+            self._ended_totals[name] = self._ended_totals.get(name, 0) + count
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _CallTotals(Collector):
+    """Gauges of the process, and counters summed over ended and live calls."""
+
+    def __init__(
+        self,
+        ended_totals: dict[str, int],
+        live_statistics: Callable[[], Iterable[CallStatistics]],
+        draining: Callable[[], bool],
+    ) -> None:
+        self._ended = ended_totals
+        self._live = live_statistics
+        self._draining = draining
+
+    def collect(self) -> Iterator[Metric]:
+        live = [s.as_dict() for s in self._live()]
+
+        def total(field: str) -> int:
+            return self._ended.get(field, 0) + sum(s[field] for s in live)
+
+        yield GaugeMetricFamily("bridge_calls_active", "Calls in progress.", value=len(live))
+        yield GaugeMetricFamily(
+            "bridge_draining",
+            "1 while shutting down (new calls refused).",
+            value=int(self._draining()),
+        )
+        for name, help_text, field, scale in _SUMMED:
+            yield CounterMetricFamily(name, help_text, value=total(field) * scale)
+        malformed = CounterMetricFamily(
+            "bridge_malformed_messages",
+            "Messages that could not be used, by source (twilio, upstream); the call went on.",
+            labels=["source"],
+        )
+        malformed.add_metric(["twilio"], total("twilio_malformed"))
+        malformed.add_metric(["upstream"], total("upstream_malformed"))
+        yield malformed

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import trio
 
 from bridge.core.call import CallCore
+from bridge.core.ending import CallEnd
+from bridge.core.stats import CallStatistics
 
 NOTES_CHANNEL_SIZE = 16
 
@@ -28,7 +30,7 @@ class NoteRequest:
 
 
 class CallHandle:
-    __slots__ = ("_core", "_notes", "end_reason", "ended", "started_at")
+    __slots__ = ("_core", "_notes", "end", "ended", "started_at")
 
     def __init__(
         self, core: CallCore, notes: trio.MemorySendChannel[NoteRequest], started_at: float
@@ -37,7 +39,8 @@ class CallHandle:
         self._notes = notes
         self.started_at = started_at
         self.ended = trio.Event()
-        self.end_reason: str | None = None
+        self.end: CallEnd | None = None
+        """Why the call ended, once it has."""
 
     @property
     def call_sid(self) -> str:
@@ -52,9 +55,9 @@ class CallHandle:
         """Capture this before producing a note; pass it back with the note."""
         return self._core.barge_in_epoch
 
-    @property
-    def counters(self) -> dict[str, int]:
-        return self._core.counters.as_dict()
+    def statistics(self) -> CallStatistics:
+        """A snapshot of the call's counters."""
+        return self._core.statistics()
 
     async def send_note(
         self,

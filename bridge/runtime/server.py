@@ -1,4 +1,4 @@
-"""The bridge process: hypercorn's trio worker on one port, the embedded upstream if needed.
+"""The bridge process: hypercorn's trio worker on one port.
 
 :func:`run_bridge` is also the library entry point for Trio integration tests::
 
@@ -6,6 +6,10 @@
         server = await nursery.start(run_bridge, config)
         ...  # connect a caller to server.media_url, look calls up in server.registry
         server.shutdown()
+
+The runtime knows no simulator: the upstream is ``config.realtime_url`` (the real service by
+default), or ``upstream_url`` when the caller of :func:`run_bridge` runs one of its own (the
+CLI and the demo start the embedded simulated upstream and pass its URL).
 
 Shutdown is graceful: ``/readyz`` turns 503, new streams are refused (1013), hypercorn
 stops accepting and gives open calls ``GRACEFUL_S``; calls still open then are cancelled,
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 import signal
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
@@ -25,14 +30,13 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from bridge.config import BridgeConfig
-from bridge.logs import log_tagged
+from bridge.config import BridgeConfig, ConfigError
+from bridge.core.records import BridgeReady, report
+from bridge.logs import log_action, log_tagged
 from bridge.runtime.asgi import BridgeApp
 from bridge.runtime.hangup import TwilioRest
-from bridge.runtime.metrics import Metrics
 from bridge.runtime.registry import CallRegistry
 from bridge.runtime.services import Services
-from bridge.sim.upstream import SimUpstream
 
 if TYPE_CHECKING:
     from hypercorn.typing import Framework
@@ -78,18 +82,26 @@ def _hypercorn_config(config: BridgeConfig) -> HypercornConfig:
 
 
 async def run_bridge(
-    config: BridgeConfig, *, task_status: trio.TaskStatus[BridgeServer] = trio.TASK_STATUS_IGNORED
+    config: BridgeConfig,
+    *,
+    upstream_url: str | None = None,
+    task_status: trio.TaskStatus[BridgeServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until :meth:`BridgeServer.shutdown` (or cancellation)."""
-    if config.uses_embedded_upstream:
-        log_tagged(
-            "INFO",
-            "BRIDGE_START",
-            "no OPENAI_API_KEY and no OPENAI_REALTIME_URL: starting the embedded simulated "
-            "Realtime upstream in-process (no network, no keys)",
+    """Serve until :meth:`BridgeServer.shutdown` (or cancellation).
+
+    ``upstream_url`` replaces ``config.realtime_url`` (a simulated or fake upstream).
+
+    Raises:
+        ConfigError: the configuration asks for the embedded simulated upstream (no key and
+            no URL) and no ``upstream_url`` was given: the runtime cannot start one itself.
+    """
+    if upstream_url is None and config.uses_embedded_upstream:
+        raise ConfigError(
+            "no upstream: set OPENAI_API_KEY or OPENAI_REALTIME_URL, or pass upstream_url= "
+            "(bridge.sim.upstream.SimUpstream serves one for tests)"
         )
-    else:
-        log_tagged("INFO", "BRIDGE_START", f"upstream {config.realtime_url}")
+    upstream = upstream_url or config.realtime_url
+    log_tagged("INFO", "BRIDGE_START", f"upstream {upstream}")
     rest_auth = (
         (config.twilio_account_sid or "", config.twilio_auth_token.reveal())
         if config.twilio_auth_token is not None
@@ -104,17 +116,12 @@ async def run_bridge(
         ) as http,
         trio.open_nursery() as nursery,
     ):
-        upstream_url = config.realtime_url
-        if config.uses_embedded_upstream:
-            sim = SimUpstream()
-            upstream_url = await nursery.start(sim.serve)
-            log_tagged("INFO", "SIM_UPSTREAM", f"embedded simulated upstream at {upstream_url}")
         rest = (
             TwilioRest(http, config.twilio_account_sid or "", config.fallback_message)
             if config.twilio_rest_enabled
             else None
         )
-        services = Services(config, upstream_url, CallRegistry(), Metrics(), rest)
+        services = Services(config, upstream, rest)
         stop = trio.Event()
 
         async def serve_then_stop(*, task_status: trio.TaskStatus[list[str]]) -> None:
@@ -132,19 +139,17 @@ async def run_bridge(
         bound = urlsplit(binds[0])
         host = bound.hostname or config.host
         server = BridgeServer(host, bound.port or config.port, services, stop)
-        log_tagged(
-            "INFO",
-            "BRIDGE_READY",
-            f"listening on {server.base_url} (webhook POST /twilio/voice, stream /twilio/media)",
-        )
+        log_action(report("INFO", BridgeReady(server.host, server.port)))
         task_status.started(server)
 
 
-async def serve_until_signal(config: BridgeConfig) -> None:
+async def serve_until_signal(config: BridgeConfig, *, upstream_url: str | None = None) -> None:
     """``bridge serve``: run until SIGTERM/SIGINT, then drain gracefully."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            server: BridgeServer = await nursery.start(run_bridge, config)
+            server: BridgeServer = await nursery.start(
+                partial(run_bridge, config, upstream_url=upstream_url)
+            )
             async for signum in signals:
                 log_tagged(
                     "INFO",

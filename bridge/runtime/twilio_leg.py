@@ -55,12 +55,9 @@ class TwilioLeg:
         if self.connected:
             await self._send({"type": "websocket.send", "text": text})
 
-    async def send(self, text: str) -> None:
-        async with self.lock:
-            await self.write(text)
-
     async def send_urgent(self, text: str) -> None:
-        """Like :meth:`send`, without yielding to the scheduler first when the lock is free.
+        """Write one frame under :attr:`lock`, without yielding to the scheduler first when
+        the lock is free.
 
         ``async with lock`` always checkpoints, and under load a checkpoint waits a full
         scheduling round; a barge-in ``clear`` should not.

@@ -7,16 +7,16 @@ stream is opened here and wrapped, because a trio-websocket *client* never close
 stream itself after the peer's close handshake (RFC 6455 has the client wait for the
 server's TCP close): :meth:`Upstream.aclose` always closes it, so no call leaks a socket.
 
-Failure modes: :func:`connect_upstream` raises :class:`UpstreamUnavailable` (refused,
-rejected, TLS, timeout, bad URL). Sending or receiving on a closed socket raises
-:class:`bridge.runtime.errors.CallEnded` with the close code and reason.
+Client events are encoded here, once, at the edge (:func:`bridge.core.realtime_client.encode`).
+
+Failure modes: :func:`connect_upstream` raises :class:`bridge.errors.UpstreamUnavailable`
+(refused, rejected, TLS, timeout, bad URL). Sending or receiving on a closed socket raises
+:class:`bridge.errors.CallEnded` with the close code and reason.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -28,8 +28,9 @@ from trio_websocket import (
 )
 
 from bridge.config import Secret
-from bridge.core import realtime as rt
-from bridge.runtime.errors import CallEnded
+from bridge.core.ending import CallEnd, EndReason
+from bridge.core.realtime_client import ClientEvent, encode
+from bridge.errors import CallEnded, UpstreamUnavailable
 
 MESSAGE_QUEUE_SIZE = 16
 """trio-websocket's receive queue (messages); the OpenAI reader always drains it."""
@@ -37,16 +38,12 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """``session.created``/``updated`` echo the whole configuration, instructions included."""
 
 
-class UpstreamUnavailable(Exception):
-    """The Realtime WebSocket could not be opened."""
-
-
-def closed_reason(exc: ConnectionClosed) -> str:
+def closed_reason(exc: ConnectionClosed) -> CallEnd:
     reason = exc.reason
     if reason is None:
-        return "openai_closed code=1006"
+        return CallEnd(EndReason.OPENAI_CLOSED, "code=1006")
     detail = f" {reason.reason}" if reason.reason else ""
-    return f"openai_closed code={reason.code}{detail}"
+    return CallEnd(EndReason.OPENAI_CLOSED, f"code={reason.code}{detail}")
 
 
 class Upstream:
@@ -56,14 +53,11 @@ class Upstream:
         self._ws = ws
         self._stream = stream
 
-    async def send_text(self, text: str) -> None:
+    async def send(self, event: ClientEvent) -> None:
         try:
-            await self._ws.send_message(text)
+            await self._ws.send_message(encode(event))
         except ConnectionClosed as exc:
             raise CallEnded(closed_reason(exc)) from None
-
-    async def send_event(self, event: Mapping[str, Any]) -> None:
-        await self.send_text(rt.dumps(event))
 
     async def receive(self) -> str | bytes:
         try:

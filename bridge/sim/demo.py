@@ -10,6 +10,7 @@ what it heard is written to a WAV file.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -19,6 +20,7 @@ from bridge.runtime.server import BridgeServer, run_bridge
 from bridge.sim.caller import CallerOptions, SimCaller
 from bridge.sim.report import format_timeline
 from bridge.sim.script import script_from_name
+from bridge.sim.upstream import SimUpstream
 
 
 async def run_demo(config: BridgeConfig, wav_out: Path, script: str) -> int:
@@ -31,29 +33,34 @@ async def run_demo(config: BridgeConfig, wav_out: Path, script: str) -> int:
         openai_realtime_url=None,
         log_transcripts=True,
     )
-    async with trio.open_nursery() as nursery:
-        server: BridgeServer = await nursery.start(run_bridge, local)
-        caller = SimCaller(
-            CallerOptions(
-                url=server.media_url,
-                script=script_from_name(script),
-                wav_out=wav_out,
-                max_duration_s=40.0,
+    async with trio.open_nursery() as upstream_nursery:
+        sim_url = await upstream_nursery.start(SimUpstream().serve)
+        async with trio.open_nursery() as nursery:
+            server: BridgeServer = await nursery.start(
+                partial(run_bridge, local, upstream_url=sim_url)
             )
-        )
-        report = await caller.run()
-        handle = await server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
-        server.shutdown()
-    counters = handle.counters
+            caller = SimCaller(
+                CallerOptions(
+                    url=server.media_url,
+                    script=script_from_name(script),
+                    wav_out=wav_out,
+                    max_duration_s=40.0,
+                )
+            )
+            report = await caller.run()
+            handle = await server.registry.wait_for_call(report.call_sid)
+            await handle.ended.wait()
+            server.shutdown()
+        upstream_nursery.cancel_scope.cancel()
+    counters = handle.statistics()
     print()
     print("Caller's timeline (what a person on the phone experienced):")
     print(format_timeline(report))
     print()
     print(
-        f"Bridge: call ended ({handle.end_reason}); barge-ins={counters['barge_ins']}, "
-        f"late audio deltas dropped={counters['late_deltas_dropped']}, "
-        f"AI audio sent={counters['audio_ms_sent'] / 1000:.2f} s."
+        f"Bridge: call ended ({handle.end}); barge-ins={counters.barge_ins}, "
+        f"late audio deltas dropped={counters.late_deltas_dropped}, "
+        f"AI audio sent={counters.audio_ms_sent / 1000:.2f} s."
     )
     print(f"What the caller heard: {wav_out}")
     return 0

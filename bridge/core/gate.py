@@ -1,4 +1,4 @@
-"""The audio-gate/VAD stage of a call: one decision per inbound frame, used twice.
+"""The audio-gate/VAD stage of a call, sans-IO: one decision per inbound frame, used twice.
 
 Each caller frame goes through :class:`bridge.audio.analyzer.InboundAnalyzer` once. Its
 judgement (level, learned noise floor, voice, echo-aware onset) drives both uses:
@@ -6,36 +6,43 @@ judgement (level, learned noise floor, voice, echo-aware onset) drives both uses
 * **the gate**: frames judged noise reach the model as μ-law silence of the same length,
   never dropped, so the upstream input-audio clock stays equal to the caller's and every
   ``audio_start_ms``/``audio_end_ms`` maps back exactly
-  (:class:`bridge.core.inputclock.InputClock`).
+  (:class:`bridge.core.inputclock.InputClock`, which this stage keeps).
   While ``barge_in_active`` is set, and within the prefix window before detected voice,
   every frame passes as is. ``BRIDGE_AUDIO_GATE=off`` passes everything untouched.
 * **the local fast barge-in**: an onset not explained by our own outbound audio (the echo
-  guard knows what was played and when) goes to :meth:`CallCore.on_local_onset`.
+  guard knows what was played and when) is reported in :attr:`GateResult.onset`; the core
+  decides what it means.
 
 It also holds the mapping between Trio time and the caller's clock (Twilio
 ``media.timestamp``, ms since the stream started), which the echo guard needs to place
-our outbound audio on the inbound frames' axis.
+our outbound audio on the inbound frames' axis. The stage is owned by
+:class:`bridge.core.call.CallCore`, which feeds it and counts in its counters.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bridge.audio import mulaw
 from bridge.audio.analyzer import AnalyzerSettings, InboundAnalyzer
-from bridge.config import BridgeConfig
-from bridge.core.actions import Action, Log
-from bridge.core.call import CallCore
+from bridge.core.actions import Log
 from bridge.core.inboundgap import InboundGapFiller
+from bridge.core.inputclock import InputClock
 from bridge.core.playout import BYTES_PER_MS
+from bridge.core.stats import CallCounters
+from bridge.core.twilio import Media
 
 
-@dataclass(frozen=True, slots=True)
-class InboundFrame:
-    payload: bytes
-    """μ-law, 8 bytes/ms."""
-    timestamp_ms: int
+@dataclass(slots=True)
+class GateResult:
+    """What one caller frame produced."""
+
+    released: list[bytes] = field(default_factory=list)
+    """μ-law audio to append upstream now, in order (frames and stand-in silence)."""
+    onset: bool = False
+    """The caller started speaking, and it is not our own echo."""
+    logs: list[Log] = field(default_factory=list)
 
 
 class GateStage:
@@ -43,21 +50,23 @@ class GateStage:
         "_analyzer",
         "_caller_ms",
         "_caller_ms_at",
-        "_core",
+        "_counters",
         "_gaps",
         "_pending",
         "floor_dbfs",
+        "input_clock",
         "voice",
     )
 
-    def __init__(self, core: CallCore, config: BridgeConfig) -> None:
-        self._core = core
-        self._analyzer = InboundAnalyzer(AnalyzerSettings(gate_enabled=config.audio_gate))
+    def __init__(self, counters: CallCounters, *, gate_enabled: bool) -> None:
+        self._counters = counters
+        self._analyzer = InboundAnalyzer(AnalyzerSettings(gate_enabled=gate_enabled))
         self._gaps = InboundGapFiller()
-        self._pending: deque[InboundFrame] = deque()
+        self._pending: deque[Media] = deque()
         """Frames given to the analyzer and not yet released (at most the prefix window)."""
         self._caller_ms = 0.0
         self._caller_ms_at: float | None = None
+        self.input_clock = InputClock()
         self.voice = False
         """The analyzer's sustained voice decision after the latest frame."""
         self.floor_dbfs: float | None = None
@@ -80,20 +89,15 @@ class GateStage:
         """Twilio ``clear`` written at Trio time ``at``: our playout, and its echo, stop."""
         self._analyzer.note_outbound_cleared(self.caller_ms(at))
 
-    def process(self, frame: InboundFrame, now: float) -> tuple[list[bytes], list[Action]]:
-        """μ-law audio to append upstream now (in order), and core actions for this frame.
-
-        Caller audio missing before ``frame`` (see :mod:`bridge.core.inboundgap`) is
-        appended first, as silence.
-        """
-        core = self._core
-        released: list[bytes] = []
-        actions: list[Action] = []
+    def process(self, frame: Media, *, barge_in_active: bool) -> GateResult:
+        """One caller frame; caller audio missing before it (see
+        :mod:`bridge.core.inboundgap`) is released first, as silence."""
+        result = GateResult()
         gap = self._gaps.before(frame.timestamp_ms, len(frame.payload))
         if gap is not None:
-            core.counters.inbound_gaps += 1
-            core.counters.inbound_gap_filled_ms += gap.filled_ms
-            actions.append(
+            self._counters.inbound_gaps += 1
+            self._counters.inbound_gap_filled_ms += gap.filled_ms
+            result.logs.append(
                 Log(
                     "DEBUG",
                     "INBOUND_GAP",
@@ -104,41 +108,38 @@ class GateStage:
             )
             for filler in gap.frames:
                 silence = mulaw.silence(filler.duration_ms)
-                self._pending.append(InboundFrame(silence, filler.timestamp_ms))
-                self._release(
-                    self._analyzer.fill(silence, barge_in_active=core.barge_in_active), released
-                )
+                self._pending.append(Media(silence, filler.timestamp_ms))
+                self._release(self._analyzer.fill(silence, barge_in_active=barge_in_active), result)
         self._pending.append(frame)
-        result = self._analyzer.process(
-            frame.payload, frame.timestamp_ms, barge_in_active=core.barge_in_active
+        judged = self._analyzer.process(
+            frame.payload, frame.timestamp_ms, barge_in_active=barge_in_active
         )
-        if result.onset:
-            actions.extend(core.on_local_onset(now))
-        self.floor_dbfs = result.floor_dbfs
-        if result.voice != self.voice:
+        result.onset = judged.onset
+        self.floor_dbfs = judged.floor_dbfs
+        if judged.voice != self.voice:
             # Transitions only: per-frame decisions never reach the log.
-            self.voice = result.voice
-            actions.append(
+            self.voice = judged.voice
+            result.logs.append(
                 Log(
                     "DEBUG",
                     "VAD",
-                    f"voice {'on' if result.voice else 'off'} at {frame.timestamp_ms} ms: "
-                    f"level {result.level_dbfs:.1f} dBFS, floor {result.floor_dbfs:.1f} dBFS"
-                    + (", onset (not echo)" if result.onset else ""),
-                    {"level_dbfs": result.level_dbfs, "floor_dbfs": result.floor_dbfs},
+                    f"voice {'on' if judged.voice else 'off'} at {frame.timestamp_ms} ms: "
+                    f"level {judged.level_dbfs:.1f} dBFS, floor {judged.floor_dbfs:.1f} dBFS"
+                    + (", onset (not echo)" if judged.onset else ""),
+                    {"level_dbfs": judged.level_dbfs, "floor_dbfs": judged.floor_dbfs},
                 )
             )
-        self._release(result.release, released)
-        return released, actions
+        self._release(judged.release, result)
+        return result
 
-    def _release(self, audio_frames: tuple[bytes, ...], released: list[bytes]) -> None:
+    def _release(self, audio_frames: tuple[bytes, ...], result: GateResult) -> None:
         """Account for frames the analyzer released (oldest pending first) and add them to
-        ``released``."""
-        counters, clock = self._core.counters, self._core.input_clock
+        ``result``."""
+        counters = self._counters
         for audio in audio_frames:
             source = self._pending.popleft()
             if audio != source.payload:
                 counters.frames_gated += 1
             counters.frames_upstream += 1
-            clock.on_appended(source.timestamp_ms, len(audio) / BYTES_PER_MS)
-        released.extend(audio_frames)
+            self.input_clock.on_appended(source.timestamp_ms, len(audio) / BYTES_PER_MS)
+        result.released.extend(audio_frames)

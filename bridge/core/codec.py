@@ -17,28 +17,30 @@ from __future__ import annotations
 
 from bridge.audio.resample import Downsampler, Upsampler
 from bridge.core import realtime as rt
+from bridge.core.realtime_client import AudioFormatName, InputAudioAppend
 
 
 class UpstreamCodec:
     __slots__ = ("_down", "_up")
 
-    def __init__(self, audio_format: rt.AudioFormatName) -> None:
+    def __init__(self, audio_format: AudioFormatName) -> None:
         pcm = audio_format == "audio/pcm"
         self._up = Upsampler() if pcm else None
         self._down = Downsampler() if pcm else None
 
-    def appends(self, frames: list[bytes]) -> list[str]:
-        """Serialized ``input_audio_buffer.append`` events for caller frames, in order.
+    def append(self, frames: list[bytes]) -> InputAudioAppend | None:
+        """One ``input_audio_buffer.append`` for caller μ-law frames, in order, or ``None``
+        if there is nothing to send yet.
 
         Frames that are ready together go in one event (the model sees one continuous
         buffer either way; fewer messages when the gate stage catches up after a delay).
         """
         if not frames:
-            return []
+            return None
         if self._up is None:
-            return [rt.input_audio_append_text(b"".join(frames))]
+            return InputAudioAppend(b"".join(frames))
         chunks = [chunk for frame in frames for chunk in self._up.push(frame)]
-        return [rt.input_audio_append_text(b"".join(chunks))] if chunks else []
+        return InputAudioAppend(b"".join(chunks)) if chunks else None
 
     def outbound(self, event: rt.RealtimeEvent) -> list[rt.RealtimeEvent]:
         """Model audio events with their audio as μ-law (others unchanged)."""

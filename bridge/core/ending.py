@@ -1,0 +1,59 @@
+"""Why a call ended: a closed set of reasons, each with a free-text detail.
+
+Every call ends with exactly one :class:`CallEnd` (the first reason wins). The reason is a
+value of :class:`EndReason`, so code decides on it with ``is``, never by parsing a string;
+the detail carries what only a person needs (a close code, the server's error message).
+``str(end)`` is what the ``CALL_END reason=...`` line shows, and ``end.reason.value`` is the
+``reason`` label of ``bridge_calls_ended_total``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class EndReason(Enum):
+    TWILIO_STOP = "twilio_stop"
+    """Twilio sent ``stop``: the caller hung up or the application moved the call on."""
+    TWILIO_DISCONNECTED = "twilio_disconnected"
+    """The Twilio WebSocket closed or dropped without a ``stop``."""
+    TWILIO_DISCONNECTED_BEFORE_START = "twilio_disconnected_before_start"
+    TWILIO_START_TIMEOUT = "twilio_start_timeout"
+    TWILIO_MEDIA_FORMAT = "twilio_media_format_unsupported"
+    """The stream's ``start`` announced audio other than μ-law 8000 Hz mono."""
+    OPENAI_CLOSED = "openai_closed"
+    OPENAI_HANDSHAKE_FAILED = "openai_handshake_failed"
+    OPENAI_SESSION_TIMEOUT = "openai_session_timeout"
+    OPENAI_STALL = "openai_stall"
+    """A ping went unanswered: the peer is gone or wedged, so closing it gets no grace."""
+    SESSION_UPDATE_REJECTED = "session_update_rejected"
+    SESSION_FORMAT_MISMATCH = "session_format_mismatch"
+    SESSION_FORMAT_CHANGED = "session_format_changed"
+    UPSTREAM_FATAL_ERROR = "upstream_fatal_error"
+    MAX_CALL_DURATION = "max_call_duration"
+    SERVER_SHUTDOWN = "server_shutdown"
+    INTERNAL_ERROR = "internal_error"
+    """A bug in the bridge; its traceback is logged once as ``CALL_ERROR``."""
+    CANCELLED = "cancelled"
+    """The call's task was cancelled from outside for no reason of its own."""
+
+    @property
+    def is_normal(self) -> bool:
+        """Twilio ended the stream itself: close with 1000, log at INFO, no REST hang-up
+        (a hang-up could cut a transfer the application started)."""
+        return self is EndReason.TWILIO_STOP
+
+    @property
+    def upstream_is_stalled(self) -> bool:
+        """The upstream peer stopped answering: do not wait for its close handshake."""
+        return self is EndReason.OPENAI_STALL
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    reason: EndReason
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.reason.value} {self.detail}" if self.detail else self.reason.value

@@ -1,0 +1,97 @@
+"""Counters of one call, and the immutable snapshot the outside world reads.
+
+Only the core writes :class:`CallCounters` (each count is incremented where the event it
+counts is decided); everyone else reads :class:`CallStatistics`, a frozen copy taken by
+:meth:`bridge.core.call.CallCore.statistics`, the way Trio's ``statistics()`` methods work.
+Durations are ms of audio (8 bytes per ms of μ-law).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class CallCounters:
+    frames_in: int = 0
+    frames_dropped_backlog: int = 0
+    frames_gated: int = 0
+    frames_upstream: int = 0
+    inbound_gaps: int = 0
+    inbound_gap_filled_ms: int = 0
+    twilio_malformed: int = 0
+    upstream_malformed: int = 0
+    upstream_unknown: int = 0
+    upstream_errors: int = 0
+    audio_deltas: int = 0
+    audio_ms_received: int = 0
+    audio_dropped_unconfirmed_ms: int = 0
+    frames_out: int = 0
+    audio_ms_sent: int = 0
+    tx_overflow_frames: int = 0
+    marks_played: int = 0
+    marks_cleared: int = 0
+    marks_unknown: int = 0
+    responses: int = 0
+    responses_cancelled: int = 0
+    barge_ins: int = 0
+    local_barge_ins: int = 0
+    false_alarms_resumed: int = 0
+    tx_flushed_frames: int = 0
+    tx_flushed_ms: int = 0
+    late_deltas_dropped: int = 0
+    late_audio_ms_dropped: int = 0
+    late_transcripts_dropped: int = 0
+    truncations: int = 0
+    deletions: int = 0
+    notes_sent: int = 0
+    notes_silent: int = 0
+    notes_discarded: int = 0
+
+    def snapshot(self) -> CallStatistics:
+        return CallStatistics(**dataclasses.asdict(self))
+
+
+@dataclass(frozen=True, slots=True)
+class CallStatistics:
+    """A call's counters at one moment (see :class:`CallCounters` for the fields)."""
+
+    frames_in: int
+    frames_dropped_backlog: int
+    """Caller frames dropped, oldest first, because the gate stage fell a second behind."""
+    frames_gated: int
+    frames_upstream: int
+    inbound_gaps: int
+    inbound_gap_filled_ms: int
+    twilio_malformed: int
+    upstream_malformed: int
+    upstream_unknown: int
+    upstream_errors: int
+    audio_deltas: int
+    audio_ms_received: int
+    audio_dropped_unconfirmed_ms: int
+    frames_out: int
+    audio_ms_sent: int
+    tx_overflow_frames: int
+    marks_played: int
+    marks_cleared: int
+    marks_unknown: int
+    responses: int
+    responses_cancelled: int
+    barge_ins: int
+    local_barge_ins: int
+    false_alarms_resumed: int
+    tx_flushed_frames: int
+    tx_flushed_ms: int
+    late_deltas_dropped: int
+    late_audio_ms_dropped: int
+    late_transcripts_dropped: int
+    truncations: int
+    deletions: int
+    notes_sent: int
+    notes_silent: int
+    notes_discarded: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)

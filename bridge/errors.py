@@ -1,0 +1,43 @@
+"""Every exception the bridge defines, and where each one stops.
+
+Exception tree::
+
+    BridgeError                 base of the bridge's own exceptions
+    ├── CallEnded               a task of a call found a known reason to end it (not a bug);
+    │                           carries the CallEnd for the CALL_END line. Raised by the
+    │                           upstream adapter when the Realtime socket closes; caught at the
+    │                           call boundary (bridge.runtime.call.run_call), never above it.
+    └── UpstreamUnavailable     the Realtime WebSocket could not be opened (refused, rejected,
+                                TLS, timeout, bad URL); the call ends as openai_handshake_failed.
+
+    StateError (RuntimeError)   bridge.core.state: an impossible transition, i.e. a bug in the
+                                core; like any other bug it ends one call as internal_error
+                                and logs its traceback once (CALL_ERROR).
+
+Configuration errors (bridge.config.ConfigError, a ValueError) never reach a call: they are
+reported as one line at start-up and the process exits with status 2.
+
+Anything else raised inside a call is a bug in the bridge: the call boundary logs it once
+with its traceback, ends that call cleanly (fallback, hang-up, CALL_END reason=internal_error)
+and the process keeps serving the others. ``trio.Cancelled`` is never caught.
+"""
+
+from __future__ import annotations
+
+from bridge.core.ending import CallEnd
+
+
+class BridgeError(Exception):
+    """Base of the bridge's own exceptions."""
+
+
+class CallEnded(BridgeError):
+    """A task found a known reason to end the call (not a bug)."""
+
+    def __init__(self, end: CallEnd) -> None:
+        super().__init__(str(end))
+        self.end = end
+
+
+class UpstreamUnavailable(BridgeError):
+    """The Realtime WebSocket could not be opened; the message says why."""
