@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate clean
+.PHONY: install demo test lint layers typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/bridge demo --out out/demo-heard.wav
 
-## Linter, strict type check, then the whole suite.
-test: lint typecheck unit
+## Linter, layer contracts, strict type check, then the whole suite.
+test: lint layers typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check bridge tests bench
+
+# The import contracts in pyproject.toml ([tool.importlinter]); bench/ is not installed.
+layers: $(STAMP)
+	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict bridge

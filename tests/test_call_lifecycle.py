@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 from trio.testing import MockClock
+from trio_websocket import ConnectionClosed, wrap_client_stream
 
 from bridge.core.call import CallCore
+from bridge.core.ending import EndReason
 from bridge.core.realtime import AudioDelta
+from bridge.core.signature import compute_signature
 from bridge.runtime.registry import CallHandle
+from bridge.sim import wire
 from bridge.sim.caller import SimCaller
 from bridge.sim.caller_options import CallerConnectError
 from bridge.sim.report import CallerReport
@@ -316,3 +320,52 @@ async def test_unsigned_stream_is_refused_before_any_upstream_session(
             assert refused.value.status_code == 403
     assert rig.sim.sessions == []
     assert rig.server.registry.active() == []
+
+
+async def test_stream_in_another_media_format_is_refused_with_the_reason(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    with trio.fail_after(30):
+        rig = await start_rig(nursery)
+        url = f"wss://{rig.server.host}:{rig.server.port}/twilio/media"
+        signature = compute_signature(AUTH_TOKEN, url)
+        # trio-websocket's client never closes its TCP stream itself: own it here.
+        async with (
+            await trio.open_tcp_stream(rig.server.host, rig.server.port) as stream,
+            trio.open_nursery() as connection,
+        ):
+            ws = await wrap_client_stream(
+                connection,
+                stream,
+                f"{rig.server.host}:{rig.server.port}",
+                "/twilio/media",
+                extra_headers=[(b"x-twilio-signature", signature.encode())],
+            )
+            await ws.send_message(json.dumps(wire.connected()))
+            start = wire.start(
+                sequence=1,
+                stream_sid="MZformat",
+                call_sid="CAformat",
+                account_sid="AC1",
+                custom_parameters={},
+            )
+            start["start"]["mediaFormat"] = {
+                "encoding": "audio/x-l16",
+                "sampleRate": 16000,
+                "channels": 1,
+            }
+            await ws.send_message(json.dumps(start))
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+            connection.cancel_scope.cancel()
+        handle = await rig.server.registry.wait_for_call("CAformat")
+        await handle.ended.wait()
+    assert closed.value.reason is not None
+    assert closed.value.reason.code == 1011  # Twilio plays the TwiML fallback
+    assert handle.end is not None
+    assert handle.end.reason is EndReason.TWILIO_MEDIA_FORMAT
+    assert "audio/x-l16 at 16000 Hz" in handle.end.detail
+    assert rig.sim.sessions == []  # no upstream session was opened for audio it cannot carry
+    assert len(rig.rest.hangups_for("CAformat")) == 1
+    [line] = logs.tagged("CALL_END", "CAformat")
+    assert "reason=twilio_media_format_unsupported" in line

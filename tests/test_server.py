@@ -9,11 +9,15 @@ import xml.etree.ElementTree as ET
 import httpx
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
 
 from bridge.config import Secret
+from bridge.core.ending import CallEnd, EndReason
 from bridge.core.signature import compute_signature
+from bridge.core.stats import CallCounters, CallStatistics
 from bridge.logs import configure_logging, log_tagged
+from bridge.runtime.metrics import Metrics
 from bridge.sim.caller_options import CallerConnectError
 from bridge.sim.upstream import SimUpstreamOptions
 from tests.conftest import LogCapture
@@ -76,6 +80,26 @@ async def test_health_readiness_metrics_and_404(
     assert "bridge_calls_active 0" in metrics
     assert 'bridge_calls_ended_total{reason="twilio_stop"} 1' in metrics
     assert "bridge_calls_started_total 1" in metrics
+    families = {f.name: f for f in text_string_to_metric_families(metrics)}
+    assert all(f.documentation for f in families.values())  # every metric has its # HELP
+    assert families["bridge_barge_in_reaction_seconds"].type == "histogram"
+    assert "bridge_late_audio_dropped_seconds" in families
+    assert not [name for name in families if name.endswith("_ms")]  # seconds, not ms
+
+
+def test_metrics_sum_ended_and_live_calls_and_escape_labels() -> None:
+    live: list[CallStatistics] = []
+    metrics = Metrics(lambda: live, lambda: False)
+    ended = CallCounters(late_audio_ms_dropped=1500).snapshot()
+    metrics.call_ended(CallEnd(EndReason.TWILIO_STOP), ended)
+    live.append(CallCounters(late_audio_ms_dropped=500, twilio_malformed=2).snapshot())
+    metrics.barge_in('odd"trigger\\', reaction_s=0.0015)
+    text = metrics.render().decode()
+    assert "bridge_late_audio_dropped_seconds_total 2.0" in text  # 1.5 s ended + 0.5 s live
+    assert 'bridge_malformed_messages_total{source="twilio"} 2.0' in text
+    assert 'bridge_calls_active 1.0' in text
+    assert 'bridge_barge_ins_total{trigger="odd\\"trigger\\\\"} 1.0' in text
+    assert 'bridge_barge_in_reaction_seconds_bucket{le="0.002"} 1.0' in text
 
 
 async def test_draining_server_refuses_new_streams(

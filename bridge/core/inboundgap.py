@@ -1,12 +1,12 @@
 """Silence for caller audio that never arrived, so the upstream clock keeps the caller's time.
 
-Twilio stamps each inbound ``media`` frame with ``timestamp`` (ms since the stream
-started). Whether those stamps can jump is not documented either way (see
-``twilio-media-streams.md``); frames can also go missing between the phone network and
-Twilio, or be dropped by our own inbound queue when it is full. Without filling,
-the model's input-audio clock would then fall behind the caller's for good, and the server's
-VAD would hear speech before the gap run straight into speech after it, with no silence
-to end a turn on.
+Twilio stamps each inbound ``media`` frame with ``timestamp`` (ms since the stream started).
+Whether those stamps can jump is not documented either way
+(https://www.twilio.com/docs/voice/media-streams/websocket-messages); frames can also go
+missing between the phone network and Twilio, or be dropped by our own inbound queue when it
+is full. Without filling, the model's input-audio clock would then fall behind the caller's
+for good, and the server's VAD would hear speech before the gap run straight into speech
+after it, with no silence to end a turn on.
 
 :class:`InboundGapFiller` decides, per frame, which silent frames stand in for the missing
 audio before it. A gap counts when at least one whole frame is missing: timestamps that

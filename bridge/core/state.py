@@ -258,9 +258,6 @@ class ConversationState:
             if collided:
                 self._deferred = True
 
-    def is_our_request(self, tag: str) -> bool:
-        return tag in self._requests_in_flight
-
     def created(self, response_id: str, tag: str | None, now: float) -> Created:
         """``response.created`` for ``response_id``, answering our request ``tag`` if any."""
         if tag is not None and tag in self._stale_requests:

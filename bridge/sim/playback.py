@@ -1,6 +1,7 @@
 """Sans-IO model of Twilio's outbound playback for one bidirectional Media Stream.
 
-What Twilio documents (see ``shared/reference/twilio-media-streams.md`` §3), modelled in
+What Twilio documents (https://www.twilio.com/docs/voice/media-streams/websocket-messages,
+"mark" and "clear"), modelled in
 continuous time:
 
 * ``media`` is buffered and played in the order received, at 8000 μ-law bytes per second
@@ -344,10 +345,6 @@ class TwilioPlayback:
     def buffered_bytes(self) -> int:
         """Bytes received and still waiting to play at :attr:`now`."""
         return self._queued_bytes - self._head_progress()
-
-    @property
-    def buffered_ms(self) -> float:
-        return self.buffered_bytes / (SAMPLE_RATE / 1000)
 
     def underrun_summary(self) -> dict[str, tuple[int, float]]:
         """Per item id: (number of gaps, total gap ms)."""

@@ -3,7 +3,9 @@
 Pure functions over JSON-like dicts. :func:`apply_session_update` either returns the new
 effective session (the whole update applied) or raises :class:`ProtocolError` carrying the
 error the real service sends (``code``, ``message``, ``param``), in which case nothing is
-applied. Shapes and messages follow ``shared/reference/openai-realtime.md`` §2.1, §3.4.
+applied. Shapes and messages follow the Realtime API reference (``session.update``,
+https://developers.openai.com/api/reference/resources/realtime/client-events) and the error
+payloads integrators report.
 
 Choices where the reference is silent (documented, not confirmed against the service):
 

@@ -1,6 +1,7 @@
 """``conversation.item.*`` client events of the simulated Realtime session (sans-IO).
 
-Truncate follows ``shared/reference/openai-realtime.md`` §2.5/§3.4, checked in this order:
+Truncate follows the Realtime API reference (``conversation.item.truncate`` and the errors
+integrators report for it), checked in this order:
 ``audio_end_ms`` negative ⇒ ``integer_below_min_value``; unknown item ⇒
 ``settings.unknown_item_code`` (default ``item_not_found``, UNCONFIRMED); not an assistant audio
 item, or no audio generated yet ⇒ "Only model output audio messages can be truncated" with

@@ -13,7 +13,8 @@ epoch) and writes out the server events it returns, in order:
 The input-audio clock (:attr:`UpstreamSession.audio_clock_ms`) counts ms of audio appended this
 session from the sample count, never from ``now``; server VAD runs on it, so the same audio gives
 the same VAD events whatever the wall-clock pacing. Errors use the service's codes and messages
-(``shared/reference/openai-realtime.md`` §3.4); where those are unconfirmed the code is a
+(the Realtime API reference, https://developers.openai.com/api/reference/resources/realtime/server-events,
+and error payloads reported by integrators); where those are unconfirmed the code is a
 setting (:class:`SessionSettings`).
 """
 
