@@ -392,7 +392,7 @@ def test_response_event_order_pacing_and_audio() -> None:
     assert created["status"] == "in_progress"
     assert created["metadata"] == {"k": "v"}
     assert created["audio"]["output"]["format"] == {"type": "audio/pcmu"}
-    assert opening[4]["part"]["type"] == "output_audio"
+    assert opening[4]["part"]["type"] == "audio"
     timed = drain(s)
     deltas = [(t, e) for t, e in timed if e["type"] == "response.output_audio.delta"]
     assert len(deltas) == 30

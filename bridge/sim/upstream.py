@@ -124,6 +124,9 @@ class SimSession:
 
     ``received``/``sent`` hold ``(clock(), event)`` in order; ``sent`` is stamped right before
     the frame is written. Frames that are not JSON objects are recorded as ``{"_raw": text}``.
+    ``frames_received``/``frames_sent`` hold the same frames as they went over the wire, index
+    for index: what protocol checks read, since decoding hides duplicate keys, and a recorded
+    event is an object, not the text, that can share parts with the session's later state.
     ``closed`` is set when the socket closed, by either side; ``close_code`` is the code we
     sent, or the peer's (1006 when TCP dropped without a close frame).
     """
@@ -134,6 +137,8 @@ class SimSession:
     opened_at: float
     received: list[tuple[float, JsonObj]] = field(default_factory=list)
     sent: list[tuple[float, JsonObj]] = field(default_factory=list)
+    frames_received: list[str | bytes] = field(default_factory=list)
+    frames_sent: list[str] = field(default_factory=list)
     closed: trio.Event = field(default_factory=trio.Event)
     close_code: int | None = None
     close_reason: str | None = None
@@ -391,6 +396,7 @@ class SimUpstream:
             if isinstance(item, _PeerClosed):
                 self._peer_closed(sim, item.error)
                 return
+            sim.frames_received.append(item.data)
             event = decode_frame(item.data)
             if event is None:
                 raw = item.data if isinstance(item.data, str) else repr(item.data)
@@ -404,9 +410,11 @@ class SimUpstream:
         clock = self.options.clock
         for event in events:
             t = clock()
+            text = json.dumps(event)
             sim.sent.append((t, event))
+            sim.frames_sent.append(text)
             sim.core.on_sent(event, t)
-            await ws.send_message(json.dumps(event))
+            await ws.send_message(text)
 
     async def _close(
         self, ws: WebSocketConnection, sim: SimSession, code: int, reason: str | None
@@ -426,6 +434,7 @@ class SimUpstream:
         if fault.kind is FaultKind.MALFORMED:
             text = '{"type": "response.output_audio.delta", "delta": '
             sim.sent.append((self.options.clock(), {"_raw": text}))
+            sim.frames_sent.append(text)
             await ws.send_message(text)
         elif fault.kind is FaultKind.NO_TYPE:
             await self._send(ws, sim, [{"event_id": core.ids.new("event_"), "detail": "no type"}])

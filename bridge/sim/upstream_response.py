@@ -161,9 +161,11 @@ class ResponseGen:
         return out
 
     def _part(self, text: str) -> JsonObj:
+        """The ``part`` of ``response.content_part.*``: typed ``audio``/``text`` (as in the
+        SDK's models), where the same content inside an item is ``output_audio``/``output_text``."""
         if self.audio:
-            return {"type": "output_audio", "transcript": text}
-        return {"type": "output_text", "text": text}
+            return {"type": "audio", "transcript": text}
+        return {"type": "text", "text": text}
 
     def _ids(self) -> JsonObj:
         plan = self.plans[self.index]
