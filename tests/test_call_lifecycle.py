@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 from trio.testing import MockClock
-from trio_websocket import ConnectionClosed, wrap_client_stream
+from trio_websocket import ConnectionClosed
 
 from bridge.core.call import CallCore
 from bridge.core.ending import EndReason
@@ -30,6 +30,7 @@ from bridge.sim.script import AfterReply, At, CallerScript, Utterance
 from bridge.sim.upstream import SimSession
 from tests.conftest import LogCapture
 from tests.harness import AUTH_TOKEN, Rig, call_tasks_alive, start_rig
+from tests.wsclient import connect
 
 SPEAKS_AT_4S = CallerScript(
     utterances=(Utterance(duration_ms=1200, seed=7, trigger=At(ms=4000)),),
@@ -329,18 +330,8 @@ async def test_stream_in_another_media_format_is_refused_with_the_reason(
         rig = await start_rig(nursery)
         url = f"wss://{rig.server.host}:{rig.server.port}/twilio/media"
         signature = compute_signature(AUTH_TOKEN, url)
-        # trio-websocket's client never closes its TCP stream itself: own it here.
-        async with (
-            await trio.open_tcp_stream(rig.server.host, rig.server.port) as stream,
-            trio.open_nursery() as connection,
-        ):
-            ws = await wrap_client_stream(
-                connection,
-                stream,
-                f"{rig.server.host}:{rig.server.port}",
-                "/twilio/media",
-                extra_headers=[(b"x-twilio-signature", signature.encode())],
-            )
+        headers = [(b"x-twilio-signature", signature.encode())]
+        async with connect(rig.server.media_url, headers) as ws:
             await ws.send_message(json.dumps(wire.connected()))
             start = wire.start(
                 sequence=1,
@@ -357,7 +348,6 @@ async def test_stream_in_another_media_format_is_refused_with_the_reason(
             await ws.send_message(json.dumps(start))
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
-            connection.cancel_scope.cancel()
         handle = await rig.server.registry.wait_for_call("CAformat")
         await handle.ended.wait()
     assert closed.value.reason is not None

@@ -37,7 +37,7 @@ from tests.conformance import (
     parse_frame,
 )
 from tests.harness import Rig, start_rig
-from tests.test_sim_upstream_ws import connect, recv, recv_until, send
+from tests.wsclient import connect, recv, recv_until, send
 
 Event = dict[str, Any]
 TIMEOUT_S = 60  # virtual seconds (autojump_clock): a hang fails instead of blocking the suite

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -15,16 +12,14 @@ import trio.testing
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
-    WebSocketConnection,
-    wrap_client_stream,
 )
 
 from bridge.audio.synth import speech_like_ulaw
 from bridge.sim.upstream import SimUpstream, SimUpstreamOptions
 from bridge.sim.upstream_faults import parse_fault_plan
 from bridge.sim.upstream_session import UpstreamSession
+from tests.wsclient import Event, connect, recv, recv_until, send
 
-Event = dict[str, Any]
 TIMEOUT_S = 30  # virtual seconds (autojump_clock); a hang fails instead of blocking the suite
 
 
@@ -32,48 +27,6 @@ async def start(nursery: trio.Nursery, **options: Any) -> SimUpstream:
     sim = SimUpstream(SimUpstreamOptions(**options))
     await nursery.start(sim.serve)
     return sim
-
-
-@asynccontextmanager
-async def connect(
-    url: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> AsyncIterator[WebSocketConnection]:
-    """A client connection whose TCP stream this test owns.
-
-    trio-websocket 0.12.2's ``open_websocket_url`` never closes its socket when the server
-    starts the close (``aclose`` returns early), which ``filterwarnings=error`` turns into a
-    ResourceWarning failure; owning the stream avoids that.
-    """
-    parts = urlsplit(url)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
-    async with stream, trio.open_nursery() as nursery:
-        ws = await wrap_client_stream(
-            nursery, stream, parts.hostname, f"{parts.path}?{parts.query}", extra_headers=headers
-        )
-        try:
-            yield ws
-        finally:
-            with trio.move_on_after(2):
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
-
-
-async def recv(ws: WebSocketConnection) -> Event:
-    event: Event = json.loads(await ws.get_message())
-    return event
-
-
-async def recv_until(ws: WebSocketConnection, type_: str) -> list[Event]:
-    events: list[Event] = []
-    while not events or events[-1]["type"] != type_:
-        events.append(await recv(ws))
-    return events
-
-
-async def send(ws: WebSocketConnection, event: Event) -> None:
-    await ws.send_message(json.dumps(event))
 
 
 PCMU_SESSION = {
