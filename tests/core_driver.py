@@ -13,10 +13,12 @@ from bridge.core import realtime as rt
 from bridge.core import twilio
 from bridge.core.actions import Action, BargeIn, EndCall, Log, SendUpstream
 from bridge.core.call import CallCore, CoreSettings, TxSend
-from bridge.core.realtime_client import SessionSettings
+from bridge.core.realtime_client import SessionSettings, TurnDetection
 from bridge.runtime.services import core_settings
 
 SESSION = SessionSettings(model="gpt-realtime", voice="marin", instructions="Be brief.")
+CLIENT_CANCELS = replace(SESSION, turn_detection=TurnDetection(interrupt_response=False))
+"""A session whose server VAD does not cancel responses: the bridge sends the cancel."""
 
 
 def settings(**changes: Any) -> CoreSettings:

@@ -10,7 +10,7 @@ from bridge.core.actions import SendUpstream, WakeTx
 from bridge.core.call import CallCore, TxIdle, TxSend, TxWait
 from bridge.core.marks import parse_mark_name
 from bridge.core.realtime_client import encode
-from tests.core_driver import Driver, settings
+from tests.core_driver import CLIENT_CANCELS, Driver, settings
 
 
 def upstream_events(driver: Driver, kind: str) -> list[dict[str, object]]:
@@ -138,7 +138,7 @@ def test_speech_started_with_nothing_playing_does_nothing() -> None:
 
 
 def test_barge_in_before_the_first_delta_cancels_and_drops_late_audio() -> None:
-    driver = Driver.ready()
+    driver = Driver.ready(session=CLIENT_CANCELS)
     driver.response_created("resp_1")
     driver.item_added("resp_1", "item_1")
     driver.speech_started()
@@ -152,6 +152,23 @@ def test_barge_in_before_the_first_delta_cancels_and_drops_late_audio() -> None:
     assert driver.pump_tx() == 0
     assert driver.core.statistics().late_deltas_dropped == 1
     assert driver.core.statistics().late_audio_ms_dropped == 200
+
+
+def test_the_server_cancels_its_own_response_when_interrupt_response_is_on() -> None:
+    driver = Driver.ready()  # interrupt_response: true, the GA default the bridge sends
+    driver.response_created("resp_1")
+    driver.item_added("resp_1", "item_1")
+    driver.audio("resp_1", "item_1", 400)
+    driver.play(200)
+    driver.speech_started()
+    [plan] = driver.barge_ins()
+    # No response.cancel (it would only draw response_cancel_not_active), but the response
+    # is cancelled here all the same: its late audio is dropped.
+    assert [e.TYPE for e in plan.upstream] == ["conversation.item.truncate"]
+    assert plan.cancelled_response_ids == ("resp_1",)
+    driver.audio("resp_1", "item_1", 100)
+    assert driver.core.statistics().late_deltas_dropped == 1
+    assert driver.core.statistics().responses_cancelled == 1
 
 
 def test_barge_in_while_twilio_still_plays_a_finished_response() -> None:
@@ -189,7 +206,7 @@ def test_truncation_never_exceeds_audio_received() -> None:
 
 
 def test_barge_in_during_multi_item_response() -> None:
-    driver = Driver.ready()
+    driver = Driver.ready(session=CLIENT_CANCELS)
     driver.response_created("resp_1")
     driver.item_added("resp_1", "item_a")
     driver.audio("resp_1", "item_a", 400)
@@ -431,7 +448,7 @@ def test_local_onset_holds_audio_and_resumes_if_server_does_not_confirm() -> Non
 
 
 def test_local_onset_confirmed_by_server_completes_the_barge_in() -> None:
-    driver = Driver.ready(fast_barge_in="duck")
+    driver = Driver.ready(fast_barge_in="duck", session=CLIENT_CANCELS)
     driver.response_created("resp_1")
     driver.audio("resp_1", "item_1", 3000)
     driver.play(800)

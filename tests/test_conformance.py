@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import typing
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -23,6 +24,9 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from bridge.audio import mulaw
 from bridge.audio.synth import speech_like_ulaw
+from bridge.core.actions import SendUpstream
+from bridge.core.realtime_client import ClientEvent, encode
+from bridge.core.twilio import Media
 from bridge.sim.script import AfterAiStarts, At, CallerScript, Utterance
 from bridge.sim.upstream import SimSession, SimUpstream, SimUpstreamOptions
 from bridge.sim.upstream_faults import Fault, FaultKind
@@ -36,24 +40,19 @@ from tests.conformance import (
     assert_server_frame_conforms,
     parse_frame,
 )
+from tests.core_driver import CLIENT_CANCELS, Driver
 from tests.harness import Rig, start_rig
 from tests.wsclient import connect, recv, recv_until, send
 
 Event = dict[str, Any]
 TIMEOUT_S = 60  # virtual seconds (autojump_clock): a hang fails instead of blocking the suite
 
-BRIDGE_CLIENT_EVENT_TYPES = frozenset(
-    {
-        "session.update",
-        "input_audio_buffer.append",
-        "response.create",
-        "response.cancel",
-        "conversation.item.truncate",
-        "conversation.item.delete",
-        "conversation.item.create",
-    }
-)
-"""Every client event the bridge sends (``bridge/core/realtime.py``)."""
+BRIDGE_CLIENT_EVENT_TYPES = frozenset(cls.TYPE for cls in typing.get_args(ClientEvent))
+"""Every client event the bridge can send (``bridge/core/realtime_client.py``)."""
+IN_AN_ORDINARY_CALL = BRIDGE_CLIENT_EVENT_TYPES - {"response.cancel"}
+"""The server's VAD cancels interrupted responses itself (``interrupt_response``): the
+bridge sends ``response.cancel`` only for a response requested before a barge-in that
+appears after it, which the client-event test below produces in the core."""
 
 SIM_SERVER_EVENT_TYPES = frozenset(
     {
@@ -264,7 +263,7 @@ async def test_every_client_event_of_a_call_conforms(
         session = await call_with_note(rig)
     assert_session_conforms(session)
     received = [parse_frame(frame) for frame in session.frames_received]
-    assert {e["type"] for e in received} == BRIDGE_CLIENT_EVENT_TYPES
+    assert {e["type"] for e in received} == IN_AN_ORDINARY_CALL
     [update] = [e for e in received if e["type"] == "session.update"]
     assert update["session"]["audio"]["input"]["format"] == {"type": "audio/pcmu"}
     greeting, note_reply = [e["response"] for e in received if e["type"] == "response.create"]
@@ -282,6 +281,30 @@ async def test_every_client_event_of_a_call_conforms(
     }
     statuses = {e["response"]["status"] for e in sent if e["type"] == "response.done"}
     assert statuses == {"completed", "cancelled"}
+
+
+def test_every_client_event_type_the_core_makes_conforms() -> None:
+    """Each type of the ClientEvent union, made by the core on a real path and encoded at the
+    edge as the upstream adapter does; the set must be the whole union."""
+    driver = Driver.ready(greeting="Say hello.", session=CLIENT_CANCELS)
+    silence = [Media(b"\xff" * 160, 20 * k) for k in range(10)]  # past the gate's hold
+    driver.record(driver.core.on_caller_frames(silence, driver.now))
+    driver.response_created("resp_1")
+    driver.item_added("resp_1", "item_1")
+    driver.audio("resp_1", "item_1", 300)
+    driver.item_added("resp_1", "item_2")
+    driver.play(100)
+    driver.record(
+        driver.core.submit_note(
+            "The caller is a member.", respond=True, awaits_confirmation=False, epoch=None
+        )
+    )
+    driver.speech_started()  # cancel, truncate item_1, delete item_2
+    events = [a.event for a in driver.actions if isinstance(a, SendUpstream)]
+    events += [e for plan in driver.barge_ins() for e in plan.upstream]
+    for event in events:
+        assert_client_frame_conforms(encode(event))
+    assert {e.TYPE for e in events} == BRIDGE_CLIENT_EVENT_TYPES
 
 
 async def test_pcm16_session_update_and_appends_conform(

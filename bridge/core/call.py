@@ -627,7 +627,11 @@ class CallCore:
     def _barge_in(
         self, now: float, trigger: Literal["server", "confirmed"], audio_start_ms: int
     ) -> BargeIn:
-        """The hard barge-in: clear, flush, cancel, truncate/delete, drop late audio."""
+        """The hard barge-in: clear, flush, cancel, truncate/delete, drop late audio.
+
+    It is triggered by the server's ``speech_started`` (directly, or confirming a local
+    one), so the server has already cancelled the active response when ``interrupt_response``
+    is on (the default): the bridge then sends no ``response.cancel`` of its own."""
         clear: str | None = None
         unplayed_ms = 0
         flushed = self.ledger.flush_queue()
@@ -645,7 +649,11 @@ class CallCore:
         upstream: list[ClientEvent] = []
         cancelled: list[str] = []
         if active is not None:
-            upstream.append(ResponseCancel(self._event_id("cancel"), active.response_id))
+            # With `interrupt_response` the server cancels its response itself when its VAD
+            # hears the caller (the trigger of every hard barge-in); a cancel of ours would
+            # only draw `response_cancel_not_active`. Its late audio is dropped here either way.
+            if not self.settings.session.turn_detection.interrupt_response:
+                upstream.append(ResponseCancel(self._event_id("cancel"), active.response_id))
             cancelled.append(active.response_id)
             self._counters.responses_cancelled += 1
         truncations: list[Truncation] = []
