@@ -123,10 +123,10 @@ async def test_lost_caller_audio_reaches_the_model_as_silence_of_the_same_length
         for _, event in session.received
         if event.get("type") == "input_audio_buffer.append"
     )
-    # Every frame waited for the session, so upstream audio starts at the caller's 0 ms; it
-    # ends with the gate's hold (the last 100 ms, silence) unsent, as the call was over.
+    # Every frame waited for the session, so upstream audio starts at the caller's 0 ms; at
+    # the stop the gate's hold went up too, so the model got the caller's whole stream.
     caller_ms = (report.media_sent + report.media_lost) * 20
-    assert len(audio) == (caller_ms - AnalyzerSettings().prefix_ms) * 8
+    assert len(audio) == caller_ms * 8
     assert audio[2500 * 8 : 2520 * 8] != mulaw.silence(20)  # the utterance starts in place
     assert audio[3000 * 8 : 3500 * 8] == mulaw.silence(500)
     assert audio[2980 * 8 : 3000 * 8] != mulaw.silence(20)  # speech right before the gap

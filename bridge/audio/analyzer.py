@@ -84,6 +84,9 @@ class AnalyzerSettings:
 
     gate_enabled: bool = True
     """False: every frame goes upstream untouched and at once (no hold, no silence)."""
+    turn_window_ms: float = 0.0
+    """The gate stays open this long after the caller last spoke (see
+    :mod:`bridge.audio.gate`); the call core sets it from the server's silence duration."""
     prefix_ms: float = 100.0
     """Audio held while the gate is closed, released as real audio when a candidate
     arrives. The first candidate block comes 13-33 ms (p50) after the true onset at
@@ -186,6 +189,7 @@ class AnalyzerSettings:
     def __post_init__(self) -> None:
         for name in (
             "prefix_ms",
+            "turn_window_ms",
             "margin_db",
             "hangover_ms",
             "echo_margin_db",
@@ -293,7 +297,11 @@ class InboundAnalyzer:
             if settings.echo_guard
             else None
         )
-        self.gate = Gate(prefix_ms=settings.prefix_ms, enabled=settings.gate_enabled)
+        self.gate = Gate(
+            prefix_ms=settings.prefix_ms,
+            turn_window_ms=settings.turn_window_ms,
+            enabled=settings.gate_enabled,
+        )
         self.history = b""
         self.next_t_ms = math.nan
         self.gains = _Gains(
@@ -419,7 +427,9 @@ class InboundAnalyzer:
             onset |= near_run.update(is_near, duration)
             floor.update(level.power_to_dbfs(power), duration)
         voice = voice_run.active
-        release = self.gate.push(payload, open_now=barge_in_active or candidate or voice)
+        release = self.gate.push(
+            payload, open_now=barge_in_active or candidate or voice, speaking=voice and candidate
+        )
         return FrameResult(
             level_dbfs=level.power_to_dbfs(frame_power),
             floor_dbfs=floor.floor_dbfs,

@@ -161,7 +161,11 @@ class CallCore:
             max_queued_frames=max(1, settings.max_queued_ms // settings.frame_ms),
         )
         self._pacer = Pacer(lead_ms=settings.lead_ms)
-        self._gate = GateStage(self._counters, gate_enabled=settings.gate_enabled)
+        self._gate = GateStage(
+            self._counters,
+            gate_enabled=settings.gate_enabled,
+            server_silence_ms=settings.session.turn_detection.silence_duration_ms,
+        )
         self._codec = UpstreamCodec(settings.session.audio_format)
         self._cancelled = CancelledResponses(CANCELLED_MAX, CANCELLED_MAX_AGE_S)
         self._notes = NoteBook.with_negations(settings.negations)
@@ -303,6 +307,21 @@ class CallCore:
         if append is not None:
             actions.append(SendUpstream(append))
         return actions
+
+    def on_caller_stream_end(
+        self, frames: Sequence[twilio.Media], now: float
+    ) -> SendUpstream | None:
+        """The call is ending and the upstream can still take audio: ``frames`` still
+        queued for the gate stage, then the gate's hold, go up in one append, so no caller
+        audio is lost (no barge-in can start any more: onsets are not acted on)."""
+        if not self.session_ready:
+            return None
+        released: list[bytes] = []
+        for frame in frames:
+            released.extend(self._gate.process(frame, barge_in_active=False).released)
+        released.extend(self._gate.flush())
+        append = self._codec.append(released)
+        return None if append is None else SendUpstream(append)
 
     # -- upstream lifecycle ---------------------------------------------------------------
 

@@ -45,6 +45,18 @@ class EndReason(Enum):
         return self is EndReason.TWILIO_STOP
 
     @property
+    def upstream_can_take_audio(self) -> bool:
+        """The call ends for a reason on the caller's side (or the bridge's): the upstream
+        session is still fine, so caller audio not yet sent can be, before it is closed."""
+        return self in (
+            EndReason.TWILIO_STOP,
+            EndReason.TWILIO_DISCONNECTED,
+            EndReason.MAX_CALL_DURATION,
+            EndReason.SERVER_SHUTDOWN,
+            EndReason.CANCELLED,
+        )
+
+    @property
     def upstream_is_stalled(self) -> bool:
         """The upstream peer stopped answering: do not wait for its close handshake."""
         return self is EndReason.OPENAI_STALL

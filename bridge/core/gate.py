@@ -45,6 +45,12 @@ class GateResult:
     logs: list[Log] = field(default_factory=list)
 
 
+TURN_END_MARGIN_MS = 300
+"""Added to the server's ``silence_duration_ms`` for the gate's turn-end window: the server
+may place the end of speech later than the analyzer's last loud block (a soft tail, its own
+threshold), and audio it still times must not wait in the hold."""
+
+
 class GateStage:
     __slots__ = (
         "_analyzer",
@@ -58,9 +64,17 @@ class GateStage:
         "voice",
     )
 
-    def __init__(self, counters: CallCounters, *, gate_enabled: bool) -> None:
+    def __init__(
+        self, counters: CallCounters, *, gate_enabled: bool, server_silence_ms: int
+    ) -> None:
+        """``server_silence_ms``: the server VAD's ``silence_duration_ms``."""
         self._counters = counters
-        self._analyzer = InboundAnalyzer(AnalyzerSettings(gate_enabled=gate_enabled))
+        self._analyzer = InboundAnalyzer(
+            AnalyzerSettings(
+                gate_enabled=gate_enabled,
+                turn_window_ms=server_silence_ms + TURN_END_MARGIN_MS,
+            )
+        )
         self._gaps = InboundGapFiller()
         self._pending: deque[Media] = deque()
         """Frames given to the analyzer and not yet released (at most the prefix window)."""
@@ -131,6 +145,13 @@ class GateStage:
             )
         self._release(judged.release, result)
         return result
+
+    def flush(self) -> list[bytes]:
+        """End of the caller's stream: what the hold still keeps, as silence (it was never
+        followed by voice), accounted like any release."""
+        result = GateResult()
+        self._release(self._analyzer.flush(), result)
+        return result.released
 
     def _release(self, audio_frames: tuple[bytes, ...], result: GateResult) -> None:
         """Account for frames the analyzer released (oldest pending first) and add them to

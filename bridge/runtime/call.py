@@ -318,13 +318,35 @@ async def _run(io: CallIO) -> None:
                         detail = f"no session.updated in {config.session_timeout_s:g}s"
                         io.end(CallEnd(EndReason.OPENAI_SESSION_TIMEOUT, detail))
         finally:
-            # Step 2 of cleanup (step 1, stop audio, is the call nursery being done):
-            # close the OpenAI socket, bounded; a stalled peer gets no grace period.
+            # Step 2 of cleanup (step 1, stop audio, is the call nursery being done): the
+            # caller audio not yet sent goes up, then the OpenAI socket is closed, within one
+            # bound; a stalled peer gets no grace period.
             if upstream is not None:
-                stalled = io.ended_by is not None and io.ended_by.reason.upstream_is_stalled
-                with trio.move_on_after(0 if stalled else UPSTREAM_CLOSE_S, shield=True):
+                reason = io.ended_by.reason if io.ended_by is not None else EndReason.CANCELLED
+                grace = 0 if reason.upstream_is_stalled else UPSTREAM_CLOSE_S
+                with trio.move_on_after(grace, shield=True):
+                    if reason.upstream_can_take_audio:
+                        await _send_remaining_caller_audio(io, upstream)
                     await upstream.aclose()
             connection_nursery.cancel_scope.cancel()
+
+
+async def _send_remaining_caller_audio(io: CallIO, upstream: Upstream) -> None:
+    """Caller frames still queued for the gate, and its hold, in one last append."""
+    frames: list[twilio.Media] = []
+    while True:
+        try:
+            frames.append(io.inbound_recv.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    last = io.core.on_caller_stream_end(frames, trio.current_time())
+    if last is None:
+        return
+    try:
+        await upstream.send(last.event)
+    except CallEnded as lost:
+        # The session went away during cleanup: nothing more can reach it.
+        log_tagged("DEBUG", "UPSTREAM_CLOSED", f"last caller audio not sent: {lost.end}")
 
 
 def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
