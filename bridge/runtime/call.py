@@ -149,10 +149,32 @@ async def execute(io: CallIO, upstream: Upstream, actions: Sequence[Action]) -> 
                 await upstream.send(event)
             case BargeIn():
                 await _barge_in(io, upstream, action)
-            case WakeTx() | Log() | EndCall() | QueueCallerAudio():
+            case WakeTx():
+                await _send_due_audio(io)
+            case Log() | EndCall() | QueueCallerAudio():
                 apply_local(io, (action,))
             case _:
                 assert_never(action)
+
+
+async def _send_due_audio(io: CallIO) -> None:
+    """Write the AI audio the pacer allows now from this task, in the scheduling step that
+    received it: the first frame of a reply reaches Twilio without waiting for the TX
+    writer to be scheduled. What must wait for its time is left to the TX writer."""
+    leg = io.twilio
+    try:
+        leg.lock.acquire_nowait()
+    except trio.WouldBlock:
+        io.ring_doorbell()  # the TX writer is writing: it polls again when done
+        return
+    try:
+        while isinstance(decision := io.core.tx_poll(trio.current_time()), TxSend):
+            await leg.write(decision.media)
+            await leg.write(decision.mark)
+    finally:
+        leg.lock.release()
+    if isinstance(decision, TxWait):
+        io.ring_doorbell()
 
 
 async def _barge_in(io: CallIO, upstream: Upstream, plan: BargeIn) -> None:
