@@ -13,13 +13,20 @@ from pathlib import Path
 
 import trio
 
-from bridge.config import BridgeConfig, ConfigError, load_config
+from bridge.config import FLAGS, SETTINGS, BridgeConfig, ConfigError, load_config
 from bridge.logs import configure_logging
+
+_BY_FLAG = {s.flag: s for s in SETTINGS if s.flag is not None}
+
+
+def _add_setting_flag(parser: argparse.ArgumentParser, flag: str) -> None:
+    definition = _BY_FLAG[flag]
+    parser.add_argument(flag, help=f"overrides {definition.env}: {definition.parser.allowed}")
 
 
 def _common_logging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-format", choices=("text", "json"), help="BRIDGE_LOG_FORMAT")
-    parser.add_argument("--log-level", help="BRIDGE_LOG_LEVEL (DEBUG, INFO, WARNING)")
+    _add_setting_flag(parser, "--log-format")
+    _add_setting_flag(parser, "--log-level")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,9 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the bridge (webhook, health, metrics, media)")
-    serve.add_argument("--host", help="BRIDGE_HOST (default 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="BRIDGE_PORT (default 8080)")
-    serve.add_argument("--public-url", help="BRIDGE_PUBLIC_URL, e.g. https://bridge.example.com")
+    for flag in ("--host", "--port", "--public-url"):
+        _add_setting_flag(serve, flag)
     _common_logging(serve)
 
     call = sub.add_parser("call", help="place a simulated Twilio call against a bridge")
@@ -57,27 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="bridge + simulated upstream + simulated caller")
     demo.add_argument("--out", type=Path, default=Path("out/demo-heard.wav"))
     demo.add_argument("--script", default="demo", help="caller script (default: demo)")
-    demo.add_argument("--fast-barge-in", choices=("off", "duck"), help="BRIDGE_FAST_BARGE_IN")
+    _add_setting_flag(demo, "--fast-barge-in")
     _common_logging(demo)
 
     sim = sub.add_parser("sim-upstream", help="run the simulated Realtime upstream alone")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=9000)
+    # Its own address, not the bridge's: other names keep them out of the setting flags.
+    sim.add_argument("--host", dest="sim_host", default="127.0.0.1")
+    sim.add_argument("--port", dest="sim_port", type=int, default=9000)
     sim.add_argument("--fault", default="", help="e.g. close1011@3000,stall@5000")
     _common_logging(sim)
     return parser
 
 
 def _config(args: argparse.Namespace) -> BridgeConfig:
-    config = load_config(os.environ)
-    return config.with_overrides(
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-        public_url=getattr(args, "public_url", None),
-        log_format=args.log_format,
-        log_level=args.log_level,
-        fast_barge_in=getattr(args, "fast_barge_in", None),
-    )
+    """The environment's configuration, overridden by the setting flags given."""
+    given = {flag: getattr(args, flag[2:].replace("-", "_"), None) for flag in FLAGS}
+    return load_config(os.environ, {flag: text for flag, text in given.items() if text})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _config(args)
     except ConfigError as exc:
-        print(f"bridge: configuration error: {exc}", file=sys.stderr)
+        print(f"bridge: {exc}", file=sys.stderr)
         return 2
     configure_logging(fmt=config.log_format, level=config.log_level)
     try:
@@ -141,7 +142,9 @@ async def _sim_upstream(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"bridge sim-upstream: {exc}", file=sys.stderr)
         return 2
-    await run_sim_upstream(SimUpstreamOptions(host=args.host, port=args.port, faults=faults))
+    await run_sim_upstream(
+        SimUpstreamOptions(host=args.sim_host, port=args.sim_port, faults=faults)
+    )
     return 0
 
 
