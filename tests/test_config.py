@@ -180,6 +180,12 @@ def test_the_readme_table_is_the_definitions_names_defaults_and_docs() -> None:
     )
 
 
+def test_the_readme_never_runs_a_bare_bridge_command() -> None:
+    """A bare ``bridge`` on Linux is iproute2's tool: commands name ``.venv/bin/bridge``."""
+    bare = re.compile(r"(?<![\w/.-])bridge\s+(serve|call|demo|sim-upstream)\b")
+    assert bare.findall(README.read_text()) == []
+
+
 # -- parsing: good values ------------------------------------------------------------------
 
 GOOD_VALUES: list[tuple[str, str, str, object]] = [
