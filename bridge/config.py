@@ -1,16 +1,32 @@
 """Process configuration: environment variables, overridden by command-line flags.
 
-Every setting is documented in the README's configuration table; :data:`SETTINGS` below is
-the single source of names, defaults and meanings. Secrets are wrapped in :class:`Secret`
-so they never reach a log line or a ``repr``.
+Every environment setting is defined once, by :func:`setting` in the ``metadata`` of its
+:class:`BridgeConfig` field: its variable, its command-line flag if it has one, its parser
+(type and allowed range), its default and its doc line. :func:`load_config` reads the
+environment through those definitions and nothing else, :data:`SETTINGS` lists them in
+field order, and ``tests/test_config.py`` checks the README's configuration table against
+them, row by row (variable, default, allowed values, doc line).
+
+A value a parser refuses is a :class:`ConfigError` whose message is one line naming the
+variable (or flag), the value and what is allowed. Secrets are wrapped in :class:`Secret`
+so they never reach a log line, a ``repr`` or an error message.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, overload
 from urllib.parse import parse_qs, urlsplit
+
+from bridge.core.notes import DEFAULT_NEGATIONS
+
+T = TypeVar("T")
+S = TypeVar("S", bound=str)
 
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
 DEFAULT_INSTRUCTIONS = (
@@ -19,11 +35,37 @@ DEFAULT_INSTRUCTIONS = (
 )
 DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
 DEFAULT_FALLBACK = "Sorry, we are having a technical problem. Please call again later. Goodbye."
-VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+
+AudioFormat = Literal["pcmu", "pcm16"]
+FastBargeIn = Literal["off", "duck"]
+LogFormat = Literal["text", "json"]
+VOICES: tuple[str, ...] = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
+AUDIO_FORMATS: tuple[AudioFormat, ...] = ("pcmu", "pcm16")
+FAST_BARGE_IN_MODES: tuple[FastBargeIn, ...] = ("off", "duck")
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_SHOWN_VALUE_CHARS: Final = 60
+"""A refused value is quoted up to this many characters, so the error stays one short line."""
 
 
 class ConfigError(ValueError):
-    """A setting has a value the bridge cannot run with; the message names it."""
+    """A setting or flag has a value the bridge cannot run with.
+
+    The message is one line naming the variable or flag, its value and what is wrong,
+    e.g. ``NAME='value': must be <what is allowed>``.
+    """
 
 
 class Secret:
@@ -49,35 +91,502 @@ class Secret:
         return hash(self._value)
 
 
+# -- parsers: text of one setting -> its value ------------------------------------------
+
+
+class Parser(ABC, Generic[T]):
+    """Turns the text of one setting into its value, or refuses it."""
+
+    __slots__ = ()
+
+    hides_value: ClassVar[bool] = False
+    """A refused value is never quoted in the error (secrets)."""
+
+    @property
+    @abstractmethod
+    def allowed(self) -> str:
+        """What the text may be, worded to follow "must be" (errors and the README)."""
+
+    @abstractmethod
+    def parse(self, text: str) -> T:
+        """The value of ``text``.
+
+        Raises:
+            ValueError: ``text`` is not one of :attr:`allowed`.
+        """
+
+    def show(self, value: T) -> str:
+        """``value`` as it is written in the environment (the README's default column)."""
+        return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Int(Parser[int]):
+    """A whole number in ``minimum..maximum`` (both included), in ``unit`` if given."""
+
+    minimum: int
+    maximum: int
+    unit: str | None = None
+    note: str | None = None
+    """What a special value means, e.g. ``0: any free port``."""
+
+    @property
+    def allowed(self) -> str:
+        kind = f"a whole number of {self.unit}" if self.unit else "an integer"
+        note = f" ({self.note})" if self.note else ""
+        return f"{kind} in {self.minimum}..{self.maximum}{note}"
+
+    def parse(self, text: str) -> int:
+        digits = text.strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", digits):
+            raise ValueError(text)
+        number = int(digits)
+        if not self.minimum <= number <= self.maximum:
+            raise ValueError(text)
+        return number
+
+
+@dataclass(frozen=True, slots=True)
+class Float(Parser[float]):
+    """A finite number in ``minimum..maximum`` (both included) of ``unit``; NaN and
+    infinities are refused whatever the range."""
+
+    minimum: float
+    maximum: float
+    unit: str
+
+    @property
+    def allowed(self) -> str:
+        return f"a finite number of {self.unit} in {self.minimum:g}..{self.maximum:g}"
+
+    def parse(self, text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
+            raise ValueError(text)
+        return number
+
+    def show(self, value: float) -> str:
+        return f"{value:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice(Parser[S]):
+    """One of ``options``, spelled exactly."""
+
+    options: tuple[S, ...]
+
+    @property
+    def allowed(self) -> str:
+        return "one of " + ", ".join(self.options)
+
+    def parse(self, text: str) -> S:
+        for option in self.options:
+            if text == option:
+                return option
+        raise ValueError(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag(Parser[bool]):
+    """On or off, in the spellings people use for it (any case)."""
+
+    ON: ClassVar[tuple[str, ...]] = ("on", "1", "true", "yes")
+    OFF: ClassVar[tuple[str, ...]] = ("off", "0", "false", "no")
+
+    @property
+    def allowed(self) -> str:
+        return "on or off (also 1/0, true/false, yes/no)"
+
+    def parse(self, text: str) -> bool:
+        lowered = text.strip().lower()
+        if lowered in self.ON:
+            return True
+        if lowered in self.OFF:
+            return False
+        raise ValueError(text)
+
+    def show(self, value: bool) -> str:
+        return "on" if value else "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Text(Parser[str]):
+    """Any text, up to ``max_chars`` characters if given."""
+
+    max_chars: int | None = None
+
+    @property
+    def allowed(self) -> str:
+        return "any text" if self.max_chars is None else f"text of {self.max_chars} characters at most"
+
+    def parse(self, text: str) -> str:
+        if self.max_chars is not None and len(text) > self.max_chars:
+            raise ValueError(text)
+        return text
+
+
+def _is_word(text: str) -> bool:
+    return text != "" and text.isprintable() and not any(c.isspace() for c in text)
+
+
+@dataclass(frozen=True, slots=True)
+class Token(Parser[str]):
+    """One word: printable, no spaces, up to ``max_chars`` characters (ids such as SIDs)."""
+
+    max_chars: int
+
+    @property
+    def allowed(self) -> str:
+        return f"one word of {self.max_chars} characters at most (no spaces)"
+
+    def parse(self, text: str) -> str:
+        if not _is_word(text) or len(text) > self.max_chars:
+            raise ValueError(text)
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class SecretText(Parser[Secret]):
+    """A key or token: one printable word, kept in a :class:`Secret`, never quoted."""
+
+    hides_value: ClassVar[bool] = True
+
+    @property
+    def allowed(self) -> str:
+        return "the secret as one word (no spaces)"
+
+    def parse(self, text: str) -> Secret:
+        if not _is_word(text):
+            raise ValueError("refused secret")  # never the value itself
+        return Secret(text)
+
+
+_HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOST_NAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
+
+
+@dataclass(frozen=True, slots=True)
+class Host(Parser[str]):
+    """An IPv4/IPv6 address or a DNS host name (whether it resolves is found at bind)."""
+
+    @property
+    def allowed(self) -> str:
+        return "an IP address or a host name"
+
+    def parse(self, text: str) -> str:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            if len(text) > 253 or not _HOST_NAME.fullmatch(text):
+                raise
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Url(Parser[str]):
+    """An absolute URL with one of ``schemes``, a host and a valid port if any; with
+    ``query=False`` no query string (a base URL that paths are appended to)."""
+
+    schemes: tuple[str, ...]
+    query: bool = True
+
+    @property
+    def allowed(self) -> str:
+        *first, last = (f"{scheme}://" for scheme in self.schemes)
+        schemes = f"{', '.join(first)} or {last}" if first else last
+        limits = "no fragment" if self.query else "no query or fragment"
+        return f"a URL ({schemes}) with a host and {limits}"
+
+    def parse(self, text: str) -> str:
+        if any(c.isspace() for c in text):
+            raise ValueError(text)
+        parts = urlsplit(text)  # raises ValueError on a malformed IPv6 literal
+        _ = parts.port  # raises ValueError on a port that is not a number in 0..65535
+        if parts.scheme not in self.schemes or not parts.hostname or parts.fragment:
+            raise ValueError(text)
+        if parts.query and not self.query:
+            raise ValueError(text)
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Words(Parser[tuple[str, ...]]):
+    """A comma-separated list of words or phrases, each stripped; empty items are skipped."""
+
+    max_words: int
+    max_chars: int
+
+    @property
+    def allowed(self) -> str:
+        return (
+            f"comma-separated words or phrases ({self.max_words} at most, "
+            f"{self.max_chars} characters each at most)"
+        )
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        words = tuple(word for word in (part.strip() for part in text.split(",")) if word)
+        if not words or len(words) > self.max_words:
+            raise ValueError(text)
+        if any(len(word) > self.max_chars or not word.isprintable() for word in words):
+            raise ValueError(text)
+        return words
+
+    def show(self, value: tuple[str, ...]) -> str:
+        return ", ".join(value)
+
+
+PORT: Final = Int(0, 65535, note="0: any free port")
+"""A TCP port to listen on (``BRIDGE_PORT``, ``--port`` of every command that listens)."""
+
+
+def parse_value(parser: Parser[T], source: str, text: str) -> T:
+    """``text`` of the variable or flag ``source`` through ``parser``.
+
+    Raises:
+        ConfigError: one line, ``SOURCE='text': must be <parser.allowed>`` (a secret's
+            text is replaced by its length).
+    """
+    try:
+        return parser.parse(text)
+    except ValueError:
+        if parser.hides_value:
+            shown = f"<hidden, {len(text)} characters>"
+        elif len(text) > _SHOWN_VALUE_CHARS:
+            shown = repr(text[:_SHOWN_VALUE_CHARS]) + "…"
+        else:
+            shown = repr(text)
+        raise ConfigError(f"{source}={shown}: must be {parser.allowed}") from None
+
+
+# -- one definition per setting ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Setting(Generic[T]):
+    """One environment setting, as its :class:`BridgeConfig` field declares it."""
+
+    env: str
+    """The environment variable."""
+    parser: Parser[T]
+    default: T | None
+    doc: str
+    """One line for the README table (markdown, no ``|``)."""
+    flag: str | None
+    """The command-line flag that overrides the variable, if any."""
+    unset_means: str | None
+    """What a ``None`` default means, for the README (markdown)."""
+    empty_is_value: bool
+    """Set but empty is a value of its own (``BRIDGE_GREETING``); otherwise the default."""
+
+    @property
+    def default_cell(self) -> str:
+        """The default as the README's table writes it."""
+        if self.default is None:
+            return self.unset_means or "none"
+        return f"`{self.parser.show(self.default)}`"
+
+    @property
+    def doc_cell(self) -> str:
+        """The doc line with the overriding flag, as the README's table writes it."""
+        return f"{self.doc} Flag: `{self.flag}`." if self.flag else self.doc
+
+
+_SETTING: Final = "bridge.setting"
+"""The dataclass field metadata key that holds a field's :class:`Setting`."""
+
+
+@overload
+def setting(
+    env: str,
+    parser: Parser[T],
+    default: T,
+    doc: str,
+    *,
+    flag: str | None = None,
+    empty_is_value: bool = False,
+) -> T: ...
+
+
+@overload
+def setting(
+    env: str,
+    parser: Parser[T],
+    default: None,
+    doc: str,
+    *,
+    unset_means: str,
+    flag: str | None = None,
+) -> T | None: ...
+
+
+def setting(
+    env: str,
+    parser: Parser[T],
+    default: T | None,
+    doc: str,
+    *,
+    flag: str | None = None,
+    unset_means: str | None = None,
+    empty_is_value: bool = False,
+) -> T | None:
+    """A :class:`BridgeConfig` field read from ``env``: its default, with its
+    :class:`Setting` in the field's metadata."""
+    definition = Setting(env, parser, default, doc, flag, unset_means, empty_is_value)
+    return field(default=default, metadata={_SETTING: definition})
+
+
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
-    host: str = "0.0.0.0"
-    port: int = 8080
-    public_url: str | None = None
-    openai_api_key: Secret | None = None
-    openai_realtime_url: str | None = None
-    openai_voice: str = "marin"
-    openai_audio_format: Literal["pcmu", "pcm16"] = "pcmu"
-    instructions: str = DEFAULT_INSTRUCTIONS
-    greeting: str = DEFAULT_GREETING
-    fallback_message: str = DEFAULT_FALLBACK
-    twilio_account_sid: str | None = None
-    twilio_auth_token: Secret | None = None
-    twilio_api_base_url: str = "https://api.twilio.com"
-    tx_lead_ms: int = 100
-    tx_frame_ms: int = 40
-    fast_barge_in: Literal["off", "duck"] = "duck"
-    confirm_window_ms: int = 700
-    audio_gate: bool = True
-    negations: tuple[str, ...] = field(default_factory=tuple)
-    heartbeat_interval_s: float = 5.0
+    """Everything the process runs with. Durations in seconds (``_s``) or ms (``_ms``)."""
+
+    host: str = setting("BRIDGE_HOST", Host(), "0.0.0.0", "Interface to listen on.", flag="--host")
+    port: int = setting(
+        "BRIDGE_PORT",
+        PORT,
+        8080,
+        "The one port: webhook, health, metrics and media WebSocket (with `0`, the `BRIDGE_READY` log line says which port it took).",
+        flag="--port",
+    )
+    public_url: str | None = setting(
+        "BRIDGE_PUBLIC_URL",
+        Url(("https", "http", "wss", "ws"), query=False),
+        None,
+        "Public base URL Twilio reaches, e.g. `https://bridge.example.com`; the stream URL becomes `wss://…/twilio/media`, and signatures are checked against it.",
+        unset_means="Host header",
+        flag="--public-url",
+    )
+    openai_api_key: Secret | None = setting(
+        "OPENAI_API_KEY",
+        SecretText(),
+        None,
+        "Realtime API key. With neither this nor `OPENAI_REALTIME_URL`, the embedded simulated upstream runs in-process (the first log line says so).",
+        unset_means="none",
+    )
+    openai_realtime_url: str | None = setting(
+        "OPENAI_REALTIME_URL",
+        Url(("wss", "ws")),
+        None,
+        "Full Realtime WebSocket URL (GA). `ws://127.0.0.1:…` works, for tests and your own fakes.",
+        unset_means=f"`{DEFAULT_REALTIME_URL}`",
+    )
+    openai_voice: str = setting("OPENAI_VOICE", Choice(VOICES), "marin", "The model's voice.")
+    openai_audio_format: AudioFormat = setting(
+        "OPENAI_AUDIO_FORMAT",
+        Choice(AUDIO_FORMATS),
+        "pcmu",
+        "`pcmu`: μ-law passthrough. `pcm16`: 24 kHz PCM to the model, through soxr (LQ) streaming resamplers.",
+    )
+    instructions: str = setting(
+        "BRIDGE_INSTRUCTIONS", Text(), DEFAULT_INSTRUCTIONS, "Session instructions for the model."
+    )
+    greeting: str = setting(
+        "BRIDGE_GREETING",
+        Text(),
+        DEFAULT_GREETING,
+        "Instructions for the first response, spoken as soon as the session is ready; set but empty: wait for the caller.",
+        empty_is_value=True,
+    )
+    fallback_message: str = setting(
+        "BRIDGE_FALLBACK_MESSAGE",
+        # The REST hang-up carries it inside TwiML, which Twilio caps at 4000 characters.
+        Text(max_chars=1000),
+        DEFAULT_FALLBACK,
+        "What Twilio says when the stream ends abnormally (TwiML fallback and REST hang-up).",
+    )
+    twilio_account_sid: str | None = setting(
+        "TWILIO_ACCOUNT_SID",
+        Token(max_chars=64),
+        None,
+        "With the token: REST hang-up when the bridge ends a call.",
+        unset_means="none",
+    )
+    twilio_auth_token: Secret | None = setting(
+        "TWILIO_AUTH_TOKEN",
+        SecretText(),
+        None,
+        "Checks `X-Twilio-Signature` on the webhook and the stream upgrade; REST auth.",
+        unset_means="none",
+    )
+    twilio_api_base_url: str = setting(
+        "TWILIO_API_BASE_URL",
+        Url(("https", "http"), query=False),
+        "https://api.twilio.com",
+        "Twilio REST base URL (point it at a fake in tests).",
+    )
+    tx_lead_ms: int = setting(
+        "BRIDGE_TX_LEAD_MS",
+        # Below one 20 ms frame Twilio would hold nothing and every network hiccup is a gap.
+        Int(20, 2000, "ms"),
+        100,
+        "How far ahead of real time audio is sent to Twilio: the most a barge-in leaves unplayed there.",
+    )
+    tx_frame_ms: int = setting(
+        "BRIDGE_TX_FRAME_MS",
+        # The heard position is known to one frame: past 200 ms a truncate could be off by that.
+        Int(10, 200, "ms"),
+        40,
+        "Outbound frame size; a mark follows each frame (40 ms halves the per-call message count of 20 ms).",
+    )
+    fast_barge_in: FastBargeIn = setting(
+        "BRIDGE_FAST_BARGE_IN",
+        Choice(FAST_BARGE_IN_MODES),
+        "duck",
+        "Local fast barge-in: `duck` stops playout at once on local voice and resumes if the server does not confirm; `off` waits for the server's VAD.",
+        flag="--fast-barge-in",
+    )
+    confirm_window_ms: int = setting(
+        "BRIDGE_CONFIRM_WINDOW_MS",
+        Int(100, 5000, "ms"),
+        700,
+        "How long a local barge-in waits for the server's `speech_started`.",
+    )
+    audio_gate: bool = setting(
+        "BRIDGE_AUDIO_GATE",
+        Flag(),
+        True,
+        "`on`: line noise reaches the model as silence; `off`: every frame passes unchanged.",
+    )
+    negations: tuple[str, ...] = setting(
+        "BRIDGE_NEGATIONS",
+        Words(max_words=100, max_chars=64),
+        DEFAULT_NEGATIONS,
+        "Plain negations that discard notes awaiting confirmation.",
+    )
+    heartbeat_interval_s: float = setting(
+        "BRIDGE_HEARTBEAT_S",
+        # A ping may stay unanswered for one interval: under 1 s, ordinary jitter ends calls.
+        Float(1.0, 300.0, "seconds"),
+        5.0,
+        "Upstream ping interval; a ping unanswered for as long ends the call (stall).",
+    )
     heartbeat_timeout_s: float = 5.0
+    """How long a ping may go unanswered; ``load_config`` makes it ``BRIDGE_HEARTBEAT_S``."""
     start_timeout_s: float = 10.0
+    """How long a new media stream may take to send ``start``."""
     session_timeout_s: float = 10.0
-    max_call_s: float = 3540.0
-    log_format: Literal["text", "json"] = "text"
-    log_level: str = "INFO"
-    log_transcripts: bool = False
+    """Bound on the upstream handshake, and separately on its session confirmation."""
+    max_call_s: float = setting(
+        "BRIDGE_MAX_CALL_S",
+        Float(1.0, 3600.0, "seconds"),
+        3540.0,
+        "Call length limit, under the Realtime 60-minute session cap.",
+    )
+    log_format: LogFormat = setting(
+        "BRIDGE_LOG_FORMAT",
+        Choice(LOG_FORMATS),
+        "text",
+        "`json`: one JSON object per line.",
+        flag="--log-format",
+    )
+    log_level: str = setting(
+        "BRIDGE_LOG_LEVEL", Choice(LOG_LEVELS), "INFO", "Lowest level logged.", flag="--log-level"
+    )
+    log_transcripts: bool = setting(
+        "BRIDGE_LOG_TRANSCRIPTS",
+        Flag(),
+        False,
+        "`on`: log what the caller and the AI said at INFO (personal data).",
+    )
 
     @property
     def uses_embedded_upstream(self) -> bool:
@@ -104,231 +613,41 @@ class BridgeConfig:
             return f"{scheme}://{base.netloc}{base.path.rstrip('/')}/twilio/media"
         return f"wss://{host_header or f'{self.host}:{self.port}'}/twilio/media"
 
-    def with_overrides(self, **changes: object) -> BridgeConfig:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
 
-
-@dataclass(frozen=True, slots=True)
-class Setting:
-    env: str
-    attr: str
-    default: str
-    meaning: str
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("BRIDGE_HOST", "host", "0.0.0.0", "Interface to listen on (`--host`)."),
-    Setting(
-        "BRIDGE_PORT",
-        "port",
-        "8080",
-        "Port for webhook, health, metrics and media WebSocket (`--port`).",
-    ),
-    Setting(
-        "BRIDGE_PUBLIC_URL",
-        "public_url",
-        "(Host header)",
-        "Public base URL Twilio reaches, e.g. `https://bridge.example.com`; the stream URL becomes `wss://…/twilio/media` and is what signatures are checked against.",
-    ),
-    Setting(
-        "OPENAI_API_KEY",
-        "openai_api_key",
-        "(none)",
-        "Realtime API key. With neither this nor `OPENAI_REALTIME_URL`, the embedded simulated upstream runs in-process.",
-    ),
-    Setting(
-        "OPENAI_REALTIME_URL",
-        "openai_realtime_url",
-        DEFAULT_REALTIME_URL,
-        "Full Realtime WebSocket URL (GA); `ws://127.0.0.1:…` works for tests and fakes.",
-    ),
-    Setting("OPENAI_VOICE", "openai_voice", "marin", "Voice: " + ", ".join(VOICES) + "."),
-    Setting(
-        "OPENAI_AUDIO_FORMAT",
-        "openai_audio_format",
-        "pcmu",
-        "`pcmu` (μ-law passthrough, no transcoding) or `pcm16` (24 kHz PCM via soxr).",
-    ),
-    Setting(
-        "BRIDGE_INSTRUCTIONS",
-        "instructions",
-        "(short phone persona)",
-        "Session instructions for the model.",
-    ),
-    Setting(
-        "BRIDGE_GREETING",
-        "greeting",
-        DEFAULT_GREETING,
-        "Instructions for the first response, spoken when the session is ready; empty = wait for the caller.",
-    ),
-    Setting(
-        "BRIDGE_FALLBACK_MESSAGE",
-        "fallback_message",
-        "(apology)",
-        "What Twilio says when the stream ends abnormally (TwiML `<Say>` and REST hang-up).",
-    ),
-    Setting(
-        "TWILIO_ACCOUNT_SID",
-        "twilio_account_sid",
-        "(none)",
-        "With the token: REST hang-up when the bridge ends a call, and signature checks.",
-    ),
-    Setting(
-        "TWILIO_AUTH_TOKEN",
-        "twilio_auth_token",
-        "(none)",
-        "Validates `X-Twilio-Signature` on the webhook and the stream upgrade; REST auth.",
-    ),
-    Setting(
-        "TWILIO_API_BASE_URL",
-        "twilio_api_base_url",
-        "https://api.twilio.com",
-        "Twilio REST base URL (point it at a fake in tests).",
-    ),
-    Setting(
-        "BRIDGE_TX_LEAD_MS",
-        "tx_lead_ms",
-        "100",
-        "How far ahead of real time audio is sent to Twilio (ms).",
-    ),
-    Setting(
-        "BRIDGE_TX_FRAME_MS",
-        "tx_frame_ms",
-        "20",
-        "Outbound frame size (ms); a mark follows each frame.",
-    ),
-    Setting(
-        "BRIDGE_FAST_BARGE_IN",
-        "fast_barge_in",
-        "duck",
-        "Local fast barge-in: `off` or `duck` (stop at once, resume if the server does not confirm).",
-    ),
-    Setting(
-        "BRIDGE_CONFIRM_WINDOW_MS",
-        "confirm_window_ms",
-        "700",
-        "How long a local barge-in waits for the server's `speech_started` (ms).",
-    ),
-    Setting(
-        "BRIDGE_AUDIO_GATE",
-        "audio_gate",
-        "on",
-        "`on`: line noise reaches the model as silence; `off`: every frame passes unchanged.",
-    ),
-    Setting(
-        "BRIDGE_NEGATIONS",
-        "negations",
-        "no,nope,nah,…,לא",
-        "Comma-separated plain negations that discard notes awaiting confirmation.",
-    ),
-    Setting(
-        "BRIDGE_HEARTBEAT_S",
-        "heartbeat_interval_s",
-        "5",
-        "Upstream ping interval (s); a ping unanswered for as long ends the call (stall).",
-    ),
-    Setting(
-        "BRIDGE_MAX_CALL_S",
-        "max_call_s",
-        "3540",
-        "Call length limit (s), under the Realtime 60-minute session cap.",
-    ),
-    Setting(
-        "BRIDGE_LOG_FORMAT", "log_format", "text", "`text` or `json` (one JSON object per line)."
-    ),
-    Setting("BRIDGE_LOG_LEVEL", "log_level", "INFO", "`DEBUG`, `INFO`, `WARNING`."),
-    Setting(
-        "BRIDGE_LOG_TRANSCRIPTS",
-        "log_transcripts",
-        "off",
-        "`on`: log what the caller and the AI said at INFO (personal data; the demo turns it on).",
-    ),
+_SETTING_FIELDS: Final[tuple[tuple[str, Setting[Any]], ...]] = tuple(
+    (f.name, f.metadata[_SETTING]) for f in fields(BridgeConfig) if _SETTING in f.metadata
 )
+SETTINGS: Final[tuple[Setting[Any], ...]] = tuple(s for _, s in _SETTING_FIELDS)
+"""Every environment setting, in :class:`BridgeConfig` field order (the README's order)."""
+FLAGS: Final[frozenset[str]] = frozenset(s.flag for s in SETTINGS if s.flag is not None)
+"""The command-line flags that override a setting."""
 
 
-def _flag(value: str, name: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "on", "true", "yes"):
-        return True
-    if lowered in ("0", "off", "false", "no"):
-        return False
-    raise ConfigError(f"{name} must be on or off, not {value!r}")
+def load_config(environ: Mapping[str, str], flags: Mapping[str, str] | None = None) -> BridgeConfig:
+    """The configuration from environment variables and overriding command-line flags.
 
+    ``flags`` maps flag names (``"--port"``, see :data:`FLAGS`) to their text; a flag wins
+    over its variable, which is then not read. An unset or empty variable means the default
+    (except where :attr:`Setting.empty_is_value`).
 
-def _number(value: str, name: str, kind: type[int] | type[float]) -> float:
-    try:
-        number = kind(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {value!r}") from None
-    if number < 0:
-        raise ConfigError(f"{name} must not be negative")
-    return number
-
-
-def load_config(environ: Mapping[str, str]) -> BridgeConfig:
-    """Build the configuration from environment variables (unset or empty = default)."""
-
-    def get(name: str) -> str | None:
-        value = environ.get(name)
-        return value if value not in (None, "") else None
-
-    config = BridgeConfig()
-    changes: dict[str, object] = {}
-    if (v := get("BRIDGE_HOST")) is not None:
-        changes["host"] = v
-    if (v := get("BRIDGE_PORT")) is not None:
-        changes["port"] = int(_number(v, "BRIDGE_PORT", int))
-    for name, attr in (
-        ("BRIDGE_PUBLIC_URL", "public_url"),
-        ("OPENAI_REALTIME_URL", "openai_realtime_url"),
-        ("BRIDGE_INSTRUCTIONS", "instructions"),
-        ("BRIDGE_FALLBACK_MESSAGE", "fallback_message"),
-        ("TWILIO_ACCOUNT_SID", "twilio_account_sid"),
-        ("TWILIO_API_BASE_URL", "twilio_api_base_url"),
-        ("BRIDGE_LOG_LEVEL", "log_level"),
-    ):
-        if (v := get(name)) is not None:
-            changes[attr] = v
-    if "BRIDGE_GREETING" in environ:
-        changes["greeting"] = environ["BRIDGE_GREETING"]
-    if (v := get("OPENAI_API_KEY")) is not None:
-        changes["openai_api_key"] = Secret(v)
-    if (v := get("TWILIO_AUTH_TOKEN")) is not None:
-        changes["twilio_auth_token"] = Secret(v)
-    if (v := get("OPENAI_VOICE")) is not None:
-        if v not in VOICES:
-            raise ConfigError(f"OPENAI_VOICE must be one of {', '.join(VOICES)}, not {v!r}")
-        changes["openai_voice"] = v
-    if (v := get("OPENAI_AUDIO_FORMAT")) is not None:
-        if v not in ("pcmu", "pcm16"):
-            raise ConfigError(f"OPENAI_AUDIO_FORMAT must be pcmu or pcm16, not {v!r}")
-        changes["openai_audio_format"] = v
-    if (v := get("BRIDGE_FAST_BARGE_IN")) is not None:
-        if v not in ("off", "duck"):
-            raise ConfigError(f"BRIDGE_FAST_BARGE_IN must be off or duck, not {v!r}")
-        changes["fast_barge_in"] = v
-    if (v := get("BRIDGE_LOG_FORMAT")) is not None:
-        if v not in ("text", "json"):
-            raise ConfigError(f"BRIDGE_LOG_FORMAT must be text or json, not {v!r}")
-        changes["log_format"] = v
-    if (v := get("BRIDGE_AUDIO_GATE")) is not None:
-        changes["audio_gate"] = _flag(v, "BRIDGE_AUDIO_GATE")
-    if (v := get("BRIDGE_LOG_TRANSCRIPTS")) is not None:
-        changes["log_transcripts"] = _flag(v, "BRIDGE_LOG_TRANSCRIPTS")
-    if (v := get("BRIDGE_NEGATIONS")) is not None:
-        changes["negations"] = tuple(w.strip() for w in v.split(",") if w.strip())
-    for name, attr, kind in (
-        ("BRIDGE_TX_LEAD_MS", "tx_lead_ms", int),
-        ("BRIDGE_TX_FRAME_MS", "tx_frame_ms", int),
-        ("BRIDGE_CONFIRM_WINDOW_MS", "confirm_window_ms", int),
-        ("BRIDGE_HEARTBEAT_S", "heartbeat_interval_s", float),
-        ("BRIDGE_MAX_CALL_S", "max_call_s", float),
-    ):
-        if (v := get(name)) is not None:
-            number = _number(v, name, kind)
-            changes[attr] = int(number) if kind is int else number
-    if changes.get("tx_frame_ms", 20) == 0:
-        raise ConfigError("BRIDGE_TX_FRAME_MS must be at least 1")
+    Raises:
+        ConfigError: a value its parser refuses (one line naming it and what is allowed).
+        ValueError: a key of ``flags`` that is no setting's flag (a bug in the caller).
+    """
+    given = dict(flags or {})
+    if unknown := set(given) - FLAGS:
+        raise ValueError(f"not flags of any setting: {', '.join(sorted(unknown))}")
+    changes: dict[str, Any] = {}
+    text: str | None
+    for attr, definition in _SETTING_FIELDS:
+        flag = definition.flag
+        if flag is not None and flag in given:
+            source, text = flag, given[flag]
+        else:
+            source, text = definition.env, environ.get(definition.env)
+        if text is None or (text == "" and not definition.empty_is_value):
+            continue
+        changes[attr] = parse_value(definition.parser, source, text)
     if "heartbeat_interval_s" in changes:
         changes["heartbeat_timeout_s"] = changes["heartbeat_interval_s"]
-    return replace(config, **changes)  # type: ignore[arg-type]
+    return replace(BridgeConfig(), **changes)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bridge.config import BridgeConfig
 from bridge.core.call import CoreSettings
-from bridge.core.notes import DEFAULT_NEGATIONS
 from bridge.core.realtime_client import AudioFormatName, SessionSettings
 from bridge.runtime.hangup import TwilioRest
 from bridge.runtime.metrics import Metrics
@@ -24,7 +23,7 @@ def core_settings(config: BridgeConfig) -> CoreSettings:
         frame_ms=config.tx_frame_ms,
         lead_ms=config.tx_lead_ms,
         greeting=config.greeting or None,
-        negations=config.negations or DEFAULT_NEGATIONS,
+        negations=config.negations,
         fast_barge_in=config.fast_barge_in,
         confirm_window_ms=config.confirm_window_ms,
         gate_enabled=config.audio_gate,

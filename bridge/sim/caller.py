@@ -17,7 +17,7 @@ benchmarks. :meth:`SimCaller.run` returns a :class:`~bridge.sim.report.CallerRep
 
 Public names (re-exported from :mod:`bridge.sim.caller_options`, :mod:`bridge.sim.script`
 and :mod:`bridge.sim.report`): :class:`CallerOptions`, :class:`SimCaller`,
-:func:`run_call_cli`, :func:`script_from_name`, :class:`CallerScript`,
+:func:`run_call_cli`, :func:`call_failure`, :func:`script_from_name`, :class:`CallerScript`,
 :class:`CallerReport`, :func:`format_timeline`, :class:`CallerConnectError`.
 
 Failure modes: :class:`CallerConnectError` when the WebSocket cannot be opened (refused,
@@ -65,6 +65,7 @@ __all__ = [
     "CallerReport",
     "CallerScript",
     "SimCaller",
+    "call_failure",
     "format_timeline",
     "run_call_cli",
     "script_from_name",
@@ -569,6 +570,23 @@ class SimCaller:
             report.heard_ms / 1000,
         )
         return report
+
+
+def call_failure(report: CallerReport) -> str | None:
+    """Why ``report`` is not a proper call, in one line, or ``None`` when it is.
+
+    Not proper: the bridge closed the stream with any code but 1000 (1011 when its upstream
+    failed, 1006 when the connection dropped), or no caller audio was ever sent (the call
+    lasted 0 s). A close by the caller, after its ``stop``, is how a call should end.
+    """
+    close = report.close
+    if close is not None and close.by == "bridge" and close.code != 1000:
+        how = f"with code {close.code}" if close.code is not None else "without a close code"
+        why = f": {close.reason}" if close.reason else ""
+        return f"the bridge ended the call {how}{why}"
+    if report.media_sent + report.media_lost == 0:
+        return "the call ended before any caller audio was sent (0 s)"
+    return None
 
 
 async def run_call_cli(options: CallerOptions) -> CallerReport:

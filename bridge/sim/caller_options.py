@@ -6,9 +6,11 @@ names from there.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
 
 import trio
@@ -74,19 +76,41 @@ class CallerOptions:
         return any(start <= timestamp_ms < start + n for start, n in self.lost_inbound_ms)
 
 
+LOST_SPANS_FORM: Final = "START_MS:LENGTH_MS[,...] in whole ms, start >= 0 and length > 0"
+"""What :func:`parse_lost_spans` accepts, worded for an error message."""
+_WHOLE_MS: Final = re.compile(r"[0-9]+")
+
+
 def parse_lost_spans(text: str) -> tuple[tuple[int, int], ...]:
     """``"3000:200,9000:60"`` → ``((3000, 200), (9000, 60))`` (start:length in ms).
 
     Raises:
-        ValueError: on anything else.
+        ValueError: anything but :data:`LOST_SPANS_FORM`.
     """
     spans = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         start, sep, length = item.partition(":")
-        if not sep:
-            raise ValueError(f"lost span {item!r} is not START_MS:LENGTH_MS")
+        well_formed = sep and _WHOLE_MS.fullmatch(start) and _WHOLE_MS.fullmatch(length)
+        if not well_formed or int(length) == 0:
+            raise ValueError(f"lost span {item!r} is not {LOST_SPANS_FORM}")
         spans.append((int(start), int(length)))
     return tuple(spans)
+
+
+def check_wav_out(path: Path) -> None:
+    """Create ``path``'s directory and check that the file can be written there, leaving
+    no file behind that was not there before (the WAV itself is written after the call).
+
+    Raises:
+        OSError: the directory cannot be created or the file cannot be opened for writing
+            (a directory, no permission, a read-only file system).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    with path.open("ab"):
+        pass
+    if not existed:
+        path.unlink()
 
 
 @dataclass(frozen=True, slots=True)
