@@ -2,23 +2,23 @@
 
 Everything listens on 127.0.0.1 (port 0) and talks over real sockets. The fake Twilio
 side of each call is :class:`bridge.sim.caller.SimCaller`, which speaks the Media Streams
-protocol; the fake REST API is a small ASGI app on hypercorn that records every request.
+protocol; the fake REST API is a small app on the bridge's own HTTP server
+(:mod:`bridge.runtime.http`) that records every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from bridge.config import BridgeConfig, Secret
+from bridge.runtime.http import HttpLimits, HttpRequest, HttpResponse, serve_http
 from bridge.runtime.registry import CallHandle
 from bridge.runtime.server import BridgeServer, run_bridge
+from bridge.runtime.websocket import WebSocket
 from bridge.sim.caller import CallerOptions, SimCaller
 from bridge.sim.report import CallerReport
 from bridge.sim.script import CallerScript, script_from_name
@@ -47,37 +47,25 @@ class FakeTwilioRest:
     def hangups_for(self, call_sid: str) -> list[RestRequest]:
         return [r for r in self.requests if r.path.endswith(f"/Calls/{call_sid}.json")]
 
-    async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    async def http(self, request: HttpRequest) -> HttpResponse:
+        authorization = request.header(b"authorization")
         self.requests.append(
             RestRequest(
-                scope["method"],
-                scope["path"],
-                parse_qs(body.decode()),
-                headers.get("authorization"),
+                request.method,
+                request.path,
+                parse_qs(request.body.decode()),
+                None if authorization is None else authorization.decode(),
             )
         )
-        payload = b'{"sid": "CA", "status": "completed"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status,
-                "headers": [(b"content-type", b"application/json")],
-            }
+        return HttpResponse(
+            self.status, b'{"sid": "CA", "status": "completed"}', "application/json"
         )
-        await send({"type": "http.response.body", "body": payload})
+
+    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+        return HttpResponse(404, b"not found\n")
+
+    async def websocket(self, request: HttpRequest, ws: WebSocket) -> None:
+        raise AssertionError("the fake REST API takes no WebSocket")
 
 
 class CompletedCall(NamedTuple):
@@ -135,11 +123,8 @@ async def start_rig(
     **config_changes: Any,
 ) -> Rig:
     rest = FakeTwilioRest()
-    hc = HypercornConfig()
-    hc.bind = ["127.0.0.1:0"]
-    hc.accesslog = None
-    binds = await nursery.start(serve, rest, hc)  # type: ignore[arg-type]
-    rest.url = binds[0]
+    host, port = await nursery.start(serve_http, rest, "127.0.0.1", 0, HttpLimits())
+    rest.url = f"http://{host}:{port}"
     sim = SimUpstream(sim_options or SimUpstreamOptions())
     sim_url = await nursery.start(sim.serve)
     config = replace(

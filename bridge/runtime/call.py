@@ -168,9 +168,11 @@ async def _send_due_audio(io: CallIO) -> None:
         io.ring_doorbell()  # the TX writer is writing: it polls again when done
         return
     try:
+        frames: list[str] = []
         while isinstance(decision := io.core.tx_poll(trio.current_time()), TxSend):
-            await leg.write(decision.media)
-            await leg.write(decision.mark)
+            frames += (decision.media, decision.mark)
+        if frames:
+            await leg.write(*frames)
     finally:
         leg.lock.release()
     if isinstance(decision, TxWait):
@@ -262,8 +264,7 @@ async def _tx_writer(io: CallIO) -> None:
         async with leg.lock:
             decision = core.tx_poll(trio.current_time())
             if isinstance(decision, TxSend):
-                await leg.write(decision.media)
-                await leg.write(decision.mark)
+                await leg.write(decision.media, decision.mark)
         if isinstance(decision, TxSend):
             continue
         wake_at = decision.until if isinstance(decision, TxWait) else math.inf
@@ -309,48 +310,43 @@ async def _call_limit(io: CallIO) -> None:
 async def _run(io: CallIO) -> None:
     config = io.services.config
     upstream: Upstream | None = None
-    # The connection nursery (trio-websocket's reader) is outside the call's cancel scope:
-    # ending the call must not kill the reader that processes the peer's close reply.
-    async with trio.open_nursery() as connection_nursery:
-        try:
-            with io.scope:
-                async with trio.open_nursery() as call:
-                    sid = io.core.call_sid
-                    call.start_soon(_twilio_reader, io, name=f"twilio_reader:{sid}")
-                    try:
-                        upstream = await connect_upstream(
-                            connection_nursery,
-                            io.services.upstream_url,
-                            config.openai_api_key,
-                            timeout_s=config.session_timeout_s,
-                        )
-                    except UpstreamUnavailable as exc:
-                        io.end(CallEnd(EndReason.OPENAI_HANDSHAKE_FAILED, str(exc)))
-                        return
-                    call.start_soon(_openai_reader, io, upstream, name=f"openai_reader:{sid}")
-                    call.start_soon(_gate_task, io, upstream, name=f"audio_gate:{sid}")
-                    call.start_soon(_tx_writer, io, name=f"tx_writer:{sid}")
-                    call.start_soon(_heartbeat, io, upstream, name=f"upstream_heartbeat:{sid}")
-                    call.start_soon(_notes_pump, io, upstream, name=f"notes_pump:{sid}")
-                    call.start_soon(_call_limit, io, name=f"call_limit:{sid}")
-                    await execute(io, upstream, io.core.on_upstream_open(trio.current_time()))
-                    with trio.move_on_after(config.session_timeout_s):
-                        await io.session_ready.wait()
-                    if not io.session_ready.is_set():
-                        detail = f"no session.updated in {config.session_timeout_s:g}s"
-                        io.end(CallEnd(EndReason.OPENAI_SESSION_TIMEOUT, detail))
-        finally:
-            # Step 2 of cleanup (step 1, stop audio, is the call nursery being done): the
-            # caller audio not yet sent goes up, then the OpenAI socket is closed, within one
-            # bound; a stalled peer gets no grace period.
-            if upstream is not None:
-                reason = io.ended_by.reason if io.ended_by is not None else EndReason.CANCELLED
-                grace = 0 if reason.upstream_is_stalled else UPSTREAM_CLOSE_S
-                with trio.move_on_after(grace, shield=True):
-                    if reason.upstream_can_take_audio:
-                        await _send_remaining_caller_audio(io, upstream)
-                    await upstream.aclose()
-            connection_nursery.cancel_scope.cancel()
+    try:
+        with io.scope:
+            async with trio.open_nursery() as call:
+                sid = io.core.call_sid
+                call.start_soon(_twilio_reader, io, name=f"twilio_reader:{sid}")
+                try:
+                    upstream = await connect_upstream(
+                        io.services.upstream_url,
+                        config.openai_api_key,
+                        timeout_s=config.session_timeout_s,
+                    )
+                except UpstreamUnavailable as exc:
+                    io.end(CallEnd(EndReason.OPENAI_HANDSHAKE_FAILED, str(exc)))
+                    return
+                call.start_soon(_openai_reader, io, upstream, name=f"openai_reader:{sid}")
+                call.start_soon(_gate_task, io, upstream, name=f"audio_gate:{sid}")
+                call.start_soon(_tx_writer, io, name=f"tx_writer:{sid}")
+                call.start_soon(_heartbeat, io, upstream, name=f"upstream_heartbeat:{sid}")
+                call.start_soon(_notes_pump, io, upstream, name=f"notes_pump:{sid}")
+                call.start_soon(_call_limit, io, name=f"call_limit:{sid}")
+                await execute(io, upstream, io.core.on_upstream_open(trio.current_time()))
+                with trio.move_on_after(config.session_timeout_s):
+                    await io.session_ready.wait()
+                if not io.session_ready.is_set():
+                    detail = f"no session.updated in {config.session_timeout_s:g}s"
+                    io.end(CallEnd(EndReason.OPENAI_SESSION_TIMEOUT, detail))
+    finally:
+        # Step 2 of cleanup (step 1, stop audio, is the call nursery being done): the caller
+        # audio not yet sent goes up, then the OpenAI socket is closed, within one bound; a
+        # stalled peer gets no grace period.
+        if upstream is not None:
+            reason = io.ended_by.reason if io.ended_by is not None else EndReason.CANCELLED
+            grace = 0 if reason.upstream_is_stalled else UPSTREAM_CLOSE_S
+            with trio.move_on_after(grace, shield=True):
+                if reason.upstream_can_take_audio:
+                    await _send_remaining_caller_audio(io, upstream)
+                await upstream.aclose()
 
 
 async def _send_remaining_caller_audio(io: CallIO, upstream: Upstream) -> None:
