@@ -93,7 +93,7 @@ class CoreSettings:
 
     session: SessionSettings
     frame_ms: int
-    """Outbound frame size toward Twilio, ms (a mark follows each frame)."""
+    """Outbound frame size toward Twilio, ms."""
     lead_ms: int
     """How far ahead of real time audio is sent to Twilio, ms."""
     greeting: str | None
@@ -110,9 +110,10 @@ class CoreSettings:
 
 @dataclass(frozen=True, slots=True)
 class TxSend:
-    media: str
-    mark: str
-    frame: OutboundFrame
+    messages: tuple[str, ...]
+    """Twilio messages to write together: a frame's ``media`` and its ``mark`` if it gets
+    one (:data:`bridge.core.playout.MARK_INTERVAL_MS`), or a mark owed to the last frame."""
+    frame: OutboundFrame | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,9 +565,13 @@ class CallCore:
     # -- TX writer ------------------------------------------------------------------------
 
     def tx_poll(self, now: float) -> TxDecision:
-        """What the TX writer should do at ``now``: send one frame, wait, or idle."""
+        """What the TX writer should do at ``now``: send (a frame, or a mark owed), wait,
+        or idle."""
         if self._state.floor is Floor.HELD:
             return TxIdle()
+        owed = self.ledger.take_due_mark()
+        if owed is not None:
+            return TxSend((twilio.mark_message(self.stream_sid, str(owed)),), None)
         frame = self.ledger.peek_frame()
         if frame is None:
             return TxIdle()
@@ -580,11 +585,10 @@ class CallCore:
         self._pacer.on_sent(now, frame_ms)
         self._counters.frames_out += 1
         self._counters.audio_ms_sent += len(frame.payload) // BYTES_PER_MS
-        return TxSend(
-            media=twilio.media_message(self.stream_sid, frame.payload),
-            mark=twilio.mark_message(self.stream_sid, str(mark)),
-            frame=frame,
-        )
+        media = twilio.media_message(self.stream_sid, frame.payload)
+        if mark is None:
+            return TxSend((media,), frame)
+        return TxSend((media, twilio.mark_message(self.stream_sid, str(mark))), frame)
 
     def next_deadline(self) -> float | None:
         """Trio time of the next timer the core needs (:meth:`on_timer`), if any."""

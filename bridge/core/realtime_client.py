@@ -12,10 +12,11 @@ shapes exist here: the beta interface is shut down (``beta_api_shape_disabled``)
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, assert_never
+
+import orjson
+import pybase64
 
 AudioFormatName = Literal["audio/pcmu", "audio/pcm"]
 
@@ -171,14 +172,14 @@ def _system_message(event: SystemMessage) -> dict[str, Any]:
 
 
 def _dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(obj).decode()
 
 
 def encode(event: ClientEvent) -> str:
     """The JSON text frame of ``event``."""
     match event:
         case InputAudioAppend():
-            audio = base64.b64encode(event.audio).decode("ascii")
+            audio = pybase64.b64encode_as_string(event.audio)
             return f'{{"type":"input_audio_buffer.append","audio":"{audio}"}}'
         case SessionUpdate():
             return _dumps(_session_update(event))

@@ -170,7 +170,7 @@ async def _send_due_audio(io: CallIO) -> None:
     try:
         frames: list[str] = []
         while isinstance(decision := io.core.tx_poll(trio.current_time()), TxSend):
-            frames += (decision.media, decision.mark)
+            frames += decision.messages
         if frames:
             await leg.write(*frames)
     finally:
@@ -264,7 +264,7 @@ async def _tx_writer(io: CallIO) -> None:
         async with leg.lock:
             decision = core.tx_poll(trio.current_time())
             if isinstance(decision, TxSend):
-                await leg.write(decision.media, decision.mark)
+                await leg.write(*decision.messages)
         if isinstance(decision, TxSend):
             continue
         wake_at = decision.until if isinstance(decision, TxWait) else math.inf
