@@ -58,8 +58,9 @@ METRIC_HEADER: Final = (
 """Columns of the end-to-end benches' tables: one row per scenario × metric."""
 
 
-def verdict(passed: object) -> str:
-    return "PASS" if passed else "FAIL"
+def verdict(passed: bool | None) -> str:
+    """``PASS``/``FAIL``; ``-`` where the target is not judged on this row."""
+    return "-" if passed is None else "PASS" if passed else "FAIL"
 
 
 def stats_row(scenario: str, label: str, metric: Mapping[str, Any]) -> list[str]:
