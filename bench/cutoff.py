@@ -27,14 +27,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import trio
 
 from bench.bargein.analysis import analyse
 from bench.bargein.cli import run_bargein_scenario, run_config
 from bench.bargein.plan import BARGE_INS_PER_SINGLE_CALL, FastMode, single_plans
-from bench.common.cli import configure_bench_logging
+from bench.common.cli import choice_list, configure_bench_logging
 from bench.common.cpu import OTHER_PROCESSES
 from bench.common.report import build_report, write_report
 from bench.common.scenario import OTHER_LOAD_WARN_PCT
@@ -108,14 +108,6 @@ async def run_cutoff(
     }
 
 
-def _modes(text: str) -> list[FastMode]:
-    modes = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise argparse.ArgumentTypeError(f"modes must be among {', '.join(MODES)}: {text!r}")
-    return [cast("FastMode", m) for m in modes]
-
-
 async def _run_all(
     modes: Sequence[FastMode], n: int, per_call: int, seed: int, out_dir: Path
 ) -> list[dict[str, Any]]:
@@ -184,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("out/bench-cutoff.json"))
     parser.add_argument("--n", type=int, default=30, help="barge-ins per mode")
     parser.add_argument("--per-call", type=int, default=BARGE_INS_PER_SINGLE_CALL)
-    parser.add_argument("--modes", type=_modes, default=list(MODES), help="e.g. off,duck")
+    parser.add_argument(
+        "--modes", type=choice_list(MODES), default=list(MODES), help="e.g. off,duck"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     started = time.monotonic()

@@ -431,7 +431,7 @@ def _ai_track(seed: int) -> tuple[bytes, list[tuple[float, float]]]:
     """The AI's outbound μ-law for a scenario and the (start, end) ms of its turns."""
     rng = np.random.default_rng(seed)
     track = np.zeros(SCENARIO_MS * RATE // 1000, dtype=np.float32)
-    turns = []
+    turns: list[tuple[float, float]] = []
     t = 500.0
     while True:
         length = int(rng.integers(3000, 6001))
@@ -799,7 +799,8 @@ def section_sweep(corpus: Sequence[Scenario], base: AnalyzerSettings) -> list[di
     out = []
     for name, values in SWEEP:
         for value in values:
-            settings = dataclasses.replace(base, **{name: value})
+            moved: dict[str, Any] = {name: value}
+            settings = dataclasses.replace(base, **moved)
             rows = section_conditions(corpus, settings)
             out.append({"setting": name, "value": value, **_summary(rows)})
     return out

@@ -25,7 +25,7 @@ from bench.turn.inbound import (
     speech_ends_ms,
     unforwarded_tail_ms,
 )
-from bench.turn.plan import TurnPlan, bridge_settings, sim_options
+from bench.turn.plan import SIM_OPTIONS, TurnPlan, bridge_settings
 from bridge.audio import mulaw
 from bridge.core.actions import Truncation
 from bridge.core.records import BargeInReport, CallFinished, report
@@ -144,7 +144,7 @@ def _turn_call() -> tuple[CallRun[TurnPlan], SimSession]:
 
 def test_turn_metrics_on_a_call_with_known_delays() -> None:
     run, session = _turn_call()
-    figures = analyse_call(run, session, [], sim_options())
+    figures = analyse_call(run, session, [], SIM_OPTIONS)
     assert figures.problems == []
     (turn,) = figures.turns
     assert turn.speech_end_ms == 600.0
@@ -205,7 +205,7 @@ def test_typed_records_are_read_back_from_the_json_log() -> None:
 
 async def test_one_turn_end_to_end(tmp_path: Path) -> None:
     """The bridge as a child process, one call with one turn and short replies."""
-    short = dataclasses.replace(sim_options(), reply_ms=400)
+    short = dataclasses.replace(SIM_OPTIONS, reply_ms=400)
     data = await run_scenario(
         "smoke",
         [TurnPlan("CAturnsmoke0001", 1)],

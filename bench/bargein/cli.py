@@ -15,12 +15,12 @@ from bench.bargein.analysis import HEARD_AFTER_P95_MS, TARGETS, TRUNCATE_ERROR_M
 from bench.bargein.output import print_summary
 from bench.bargein.plan import (
     CONCURRENT_START_SPREAD_S,
+    SIM_OPTIONS,
     CallPlan,
     FastMode,
     bridge_settings,
     concurrent_plans,
     sim_and_caller_config,
-    sim_options,
     single_plans,
 )
 from bench.common.bridge_process import effective_settings
@@ -53,7 +53,7 @@ async def run_bargein_scenario(
         name,
         plans,
         sequential=sequential,
-        sim_options=sim_options(),
+        sim_options=SIM_OPTIONS,
         settings=bridge_settings(fast_barge_in),
         out_dir=out_dir,
         log_name=log_name or f"bench-bargein-{name}.log",

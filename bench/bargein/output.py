@@ -11,6 +11,7 @@ from bench.common.tables import (
     cell,
     clean_column,
     format_table,
+    pacing_gaps_row,
     print_health,
     stats_row,
     verdict,
@@ -54,16 +55,7 @@ def table_rows(name: str, result: dict[str, Any]) -> list[list[str]]:
             f"{reply['ok']}/{reply['n']} ok; every time",
             verdict(reply["pass"]),
         ],
-        [
-            name,
-            "pacing gaps",
-            "-",
-            "-",
-            "-",
-            "-",
-            f"{gaps['count']} gaps / {gaps['ms']:.0f} ms; target 0",
-            verdict(gaps["pass"]),
-        ],
+        pacing_gaps_row(name, gaps),
     ]
     return clean_column(rows, result["measurement"]["valid"])
 

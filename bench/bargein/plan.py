@@ -9,21 +9,22 @@ utterance plays to its end; the caller hangs up 500 ms later.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from bench.common.scenario import bench_sim_options, sim_config
 from bridge.sim.script import AfterAiStarts, AfterReply, CallerScript, Utterance
-from bridge.sim.upstream import SimUpstreamOptions
 
 FastMode = Literal["off", "duck"]
 
-# Simulated upstream: long replies to cut into, generated 4x faster than real time.
-REPLY_MS: Final = 4000
-GENERATION_SPEED: Final = 4.0
-DELTA_MS: Final = 100
-LATE_DELTAS_AFTER_CANCEL: Final = 2
-FIRST_DELTA_DELAY_MS: Final = 250.0
+# Long replies to cut into, generated 4x faster than real time.
+SIM_OPTIONS: Final = bench_sim_options(
+    reply_ms=4000,
+    generation_speed=4.0,
+    delta_ms=100,
+    late_deltas_after_cancel=2,
+    first_delta_delay_ms=250.0,
+)
 
 UTTERANCE_MS: Final = 700
 OFFSET_MIN_MS: Final = 200
@@ -31,19 +32,6 @@ OFFSET_MAX_MS: Final = 3000
 BARGE_INS_PER_SINGLE_CALL: Final = 10
 CONCURRENT_START_SPREAD_S: Final = 1.5
 HANGUP_AFTER_REPLY_MS: Final = 500
-
-
-def sim_options() -> SimUpstreamOptions:
-    return SimUpstreamOptions(
-        host="127.0.0.1",
-        port=0,
-        reply_ms=REPLY_MS,
-        generation_speed=GENERATION_SPEED,
-        delta_ms=DELTA_MS,
-        late_deltas_after_cancel=LATE_DELTAS_AFTER_CANCEL,
-        first_delta_delay_ms=FIRST_DELTA_DELAY_MS,
-        clock=time.monotonic,
-    )
 
 
 def bridge_settings(fast_barge_in: FastMode) -> dict[str, str]:
@@ -54,13 +42,7 @@ def bridge_settings(fast_barge_in: FastMode) -> dict[str, str]:
 def sim_and_caller_config() -> dict[str, Any]:
     """The simulated model and callers, for the JSON report's ``config``."""
     return {
-        "sim": {
-            "reply_ms": REPLY_MS,
-            "generation_speed": GENERATION_SPEED,
-            "delta_ms": DELTA_MS,
-            "late_deltas_after_cancel": LATE_DELTAS_AFTER_CANCEL,
-            "first_delta_delay_ms": FIRST_DELTA_DELAY_MS,
-        },
+        "sim": sim_config(SIM_OPTIONS),
         "caller": {
             "utterance_ms": UTTERANCE_MS,
             "cut_in_offsets_ms": [OFFSET_MIN_MS, OFFSET_MAX_MS],

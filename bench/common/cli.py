@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from loguru import logger
+
+S = TypeVar("S", bound=str)
 
 
 def call_counts(text: str) -> list[int]:
@@ -19,6 +23,19 @@ def call_counts(text: str) -> list[int]:
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError("numbers of calls must be >= 1")
     return values
+
+
+def choice_list(allowed: Sequence[S]) -> Callable[[str], list[S]]:
+    """``argparse`` type of a non-empty list of ``allowed`` values: ``"on,off"``."""
+
+    def parse(text: str) -> list[S]:
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        chosen = [a for part in parts for a in allowed if a == part]
+        if not parts or len(chosen) != len(parts):
+            raise argparse.ArgumentTypeError(f"expected some of {', '.join(allowed)}: {text!r}")
+        return chosen
+
+    return parse
 
 
 def configure_bench_logging() -> None:

@@ -42,6 +42,27 @@ OTHER_LOAD_WARN_PCT: Final = 10.0
 MAX_MACHINE_BUSY_SHARE: Final = 0.7
 
 
+SIM_PACING_FIELDS: Final = (
+    "reply_ms",
+    "generation_speed",
+    "delta_ms",
+    "first_delta_delay_ms",
+    "late_deltas_after_cancel",
+    "vad_onset_ms",
+)
+
+
+def bench_sim_options(**pacing: Any) -> SimUpstreamOptions:
+    """The simulated upstream of a bench: loopback, any free port, on ``time.monotonic``
+    (the callers' clock), with the bench's ``pacing`` (:class:`SimUpstreamOptions` fields)."""
+    return SimUpstreamOptions(host="127.0.0.1", port=0, clock=time.monotonic, **pacing)
+
+
+def sim_config(options: SimUpstreamOptions) -> dict[str, Any]:
+    """How the simulated model answers, for the JSON report's ``config.sim``."""
+    return {name: getattr(options, name) for name in SIM_PACING_FIELDS}
+
+
 @dataclass(slots=True)
 class ScenarioData(Generic[P]):
     """Raw observations of one scenario."""
@@ -125,10 +146,10 @@ def sessions_by_call(data: ScenarioData[P]) -> dict[str, SimSession | None]:
         chosen: dict[int, SimSession] = {}
         for event in run.playback.wire:
             parsed = parse_mark_name(event.name) if event.kind == "mark" else None
-            session = item_session.get(parsed.item_id) if parsed is not None else None
-            if session is not None:
-                votes[session.index] = votes.get(session.index, 0) + 1
-                chosen[session.index] = session
+            named = item_session.get(parsed.item_id) if parsed is not None else None
+            if named is not None:
+                votes[named.index] = votes.get(named.index, 0) + 1
+                chosen[named.index] = named
         best = max(votes, key=lambda i: votes[i]) if votes else None
         matched[run.plan.call_sid] = chosen[best] if best is not None else None
     return matched

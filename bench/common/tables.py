@@ -78,6 +78,21 @@ def stats_row(scenario: str, label: str, metric: Mapping[str, Any]) -> list[str]
     ]
 
 
+def pacing_gaps_row(scenario: str, gaps: Mapping[str, Any]) -> list[str]:
+    """The pacing-gaps row: underruns inside one item at the caller (count, ms)."""
+    target = "target 0" if gaps["pass"] is not None else str(gaps["target"])
+    return [
+        scenario,
+        "pacing gaps",
+        "-",
+        "-",
+        "-",
+        "-",
+        f"{gaps['count']} gaps / {gaps['ms']:.0f} ms; {target}",
+        verdict(gaps["pass"]),
+    ]
+
+
 def clean_column(rows: Sequence[list[str]], valid: bool) -> list[list[str]]:
     """``rows`` with the clean-run column: whether the numbers are the bridge's alone."""
     clean = "yes" if valid else "no (see below)"

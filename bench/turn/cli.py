@@ -6,15 +6,15 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import trio
 
 import bench.turn
 from bench.common.bridge_process import effective_settings
-from bench.common.cli import call_counts, configure_bench_logging
+from bench.common.cli import call_counts, choice_list, configure_bench_logging
 from bench.common.report import build_report, write_report
-from bench.common.scenario import ScenarioData, run_scenario
+from bench.common.scenario import run_scenario
 from bench.turn.analysis import (
     FIRST_REPLY_AUDIO_P95_MS,
     GATE_COST_P95_MS,
@@ -25,12 +25,12 @@ from bench.turn.analysis import (
 )
 from bench.turn.output import print_summary
 from bench.turn.plan import (
+    SIM_OPTIONS,
     GateMode,
     TurnPlan,
     bridge_settings,
     concurrent_plans,
     sim_and_caller_config,
-    sim_options,
     single_plans,
 )
 
@@ -46,21 +46,6 @@ def run_config(gates: Sequence[GateMode]) -> dict[str, Any]:
         "layout": "bridge: child process (bridge serve); sim upstream + callers: this process",
         "clock": "time.monotonic (sim and callers)",
     }
-
-
-async def run_turn_scenario(
-    name: str, plans: Sequence[TurnPlan], *, sequential: bool, gate: GateMode, out_dir: Path
-) -> ScenarioData[TurnPlan]:
-    """One turn scenario; the bridge's log is ``bench-turn-<name>.log``."""
-    return await run_scenario(
-        name,
-        plans,
-        sequential=sequential,
-        sim_options=sim_options(),
-        settings=bridge_settings(gate),
-        out_dir=out_dir,
-        log_name=f"bench-turn-{name}.log",
-    )
 
 
 def _planned(args: argparse.Namespace) -> list[tuple[str, list[TurnPlan], bool]]:
@@ -82,18 +67,17 @@ async def _main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"{name}: {len(plans)} calls, {turns} turns, BRIDGE_AUDIO_GATE={gate}", flush=True
             )
-            data = await run_turn_scenario(
-                name, plans, sequential=sequential, gate=gate, out_dir=args.out.parent
+            data = await run_scenario(
+                name,
+                plans,
+                sequential=sequential,
+                sim_options=SIM_OPTIONS,
+                settings=bridge_settings(gate),
+                out_dir=args.out.parent,
+                log_name=f"bench-turn-{name}.log",
             )
             results[name] = analyse(data, one_call=sequential)
     return results
-
-
-def _gates(text: str) -> list[GateMode]:
-    gates = [g.strip() for g in text.split(",") if g.strip()]
-    if not gates or any(g not in GATE_MODES for g in gates):
-        raise argparse.ArgumentTypeError(f"gate modes must be among on, off: {text!r}")
-    return [cast("GateMode", g) for g in gates]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent scenarios with these numbers of calls ('' for none)",
     )
     parser.add_argument("--turns-per-call", type=int, default=5, help="in concurrent scenarios")
-    parser.add_argument("--gate", type=_gates, default=list(GATE_MODES), help="e.g. on,off")
+    parser.add_argument(
+        "--gate", type=choice_list(GATE_MODES), default=list(GATE_MODES), help="e.g. on,off"
+    )
     return parser
 
 

@@ -12,6 +12,7 @@ from bench.common.tables import (
     cell,
     clean_column,
     format_table,
+    pacing_gaps_row,
     print_health,
     stats_row,
     verdict,
@@ -52,16 +53,7 @@ def table_rows(name: str, result: dict[str, Any], gate: dict[str, Any]) -> list[
             f"total {unforwarded['total']}; {unforwarded['target']}",
             verdict(unforwarded["pass"]),
         ],
-        [
-            name,
-            "pacing gaps",
-            "-",
-            "-",
-            "-",
-            "-",
-            f"{gaps['count']} gaps / {gaps['ms']:.0f} ms; {gaps['target']}",
-            verdict(gaps["pass"]),
-        ],
+        pacing_gaps_row(name, gaps),
     ]
     return clean_column(rows, result["measurement"]["valid"])
 

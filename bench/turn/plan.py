@@ -8,25 +8,23 @@ so the turn latency subtracts it.
 
 Each call: the greeting plays; 400 ms after each AI turn has finished playing (the caller
 knows it 300 ms after the audio drained) the caller speaks one utterance, 900, 1300 or
-1700 ms in turn; the model answers with ``REPLY_MS`` of audio; after the last reply the
+1700 ms in turn; the model answers with 1500 ms of audio; after the last reply the
 caller hangs up 500 ms later.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from bench.common.scenario import bench_sim_options, sim_config
 from bridge.sim.script import AfterReply, CallerScript, Utterance
-from bridge.sim.upstream import SimUpstreamOptions
 
 GateMode = Literal["on", "off"]
 
-REPLY_MS: Final = 1500
-GENERATION_SPEED: Final = 1.0
-DELTA_MS: Final = 100
-FIRST_DELTA_DELAY_MS: Final = 0.0
+SIM_OPTIONS: Final = bench_sim_options(
+    reply_ms=1500, generation_speed=1.0, delta_ms=100, first_delta_delay_ms=0.0
+)
 
 UTTERANCE_MS: Final = (900, 1300, 1700)
 PAUSE_AFTER_REPLY_MS: Final = 400
@@ -35,18 +33,6 @@ TURNS_PER_SINGLE_CALL: Final = 10
 CONCURRENT_START_SPREAD_S: Final = 4.0
 """About one turn's length: concurrent calls start spread over it, so their turns do not
 line up and the load is even."""
-
-
-def sim_options() -> SimUpstreamOptions:
-    return SimUpstreamOptions(
-        host="127.0.0.1",
-        port=0,
-        reply_ms=REPLY_MS,
-        generation_speed=GENERATION_SPEED,
-        delta_ms=DELTA_MS,
-        first_delta_delay_ms=FIRST_DELTA_DELAY_MS,
-        clock=time.monotonic,
-    )
 
 
 def bridge_settings(gate: GateMode) -> dict[str, str]:
@@ -58,10 +44,7 @@ def sim_and_caller_config() -> dict[str, Any]:
     """The simulated model and callers, for the JSON report's ``config``."""
     return {
         "sim": {
-            "reply_ms": REPLY_MS,
-            "generation_speed": GENERATION_SPEED,
-            "delta_ms": DELTA_MS,
-            "first_delta_delay_ms": FIRST_DELTA_DELAY_MS,
+            **sim_config(SIM_OPTIONS),
             "answers_after": "turn_detection.silence_duration_ms of quiet input audio "
             "(the session's, as the bridge set it)",
         },
