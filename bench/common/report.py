@@ -34,9 +34,9 @@ def uncommitted_changes(path: str = ".") -> list[str] | None:
 
 def provenance() -> dict[str, Any]:
     """Commit, uncommitted files (all, and the bridge's alone), Python, platform, CPUs."""
-    head = _git("log", "--oneline", "-1")
+    head = (_git("log", "--oneline", "-1") or "").strip()
     return {
-        "git_head": head.strip() or None if head is not None else None,
+        "git_head": head or None,
         "uncommitted_changes": uncommitted_changes(),
         "bridge_uncommitted_changes": uncommitted_changes("bridge"),
         "python": sys.version.split()[0],

@@ -46,6 +46,7 @@ from bench.common.scenario import (
     sessions_by_call,
 )
 from bench.common.stats import rounded, stats
+from bench.common.wire import SentFrame
 from bench.turn.inbound import (
     ULAW,
     appends_from,
@@ -58,6 +59,7 @@ from bench.turn.inbound import (
 from bench.turn.plan import TurnPlan
 from bridge.core.records import BargeInReport
 from bridge.sim.upstream import SimSession, SimUpstreamOptions
+from bridge.sim.upstream_conversation import ResponseRecord
 
 TURN_WINDOW_MS: Final = 600.0
 TURN_WINDOW_INBOUND_P95_MS: Final = 5.0
@@ -118,6 +120,52 @@ def _first_media_of(items: Sequence[str], media: Sequence[tuple[float, int, str 
     return min((t for t, _, item in media if item in wanted), default=math.inf)
 
 
+@dataclass(frozen=True, slots=True)
+class _Observed:
+    """One call's observations, as the turn figures read them."""
+
+    frames: Sequence[SentFrame]
+    arrivals: Sequence[float | None] | None
+    """Per frame, when its audio reached the sim (s); ``None``: not placed on the input clock."""
+    responses: Sequence[ResponseRecord]
+    """In the order they were created."""
+    media: Sequence[tuple[float, int, str | None]]
+    """:meth:`bench.common.wire.WirePlayback.attributed_media`."""
+    turn_ends_written: Sequence[float]
+    """When the sim wrote each ``speech_stopped`` (s)."""
+    silence_ms: int
+    answer_delay_ms: float
+
+
+def _measure_turn(seen: _Observed, sample: TurnSample) -> None:
+    """Fill in one turn's figures (see the module docstring)."""
+    frames = seen.frames
+    last = frame_holding(frames, sample.speech_end_ms)
+    if last is None:
+        sample.problems.append("no frame holds the end of speech")
+        return
+    sent_at = frames[last].t
+    if seen.arrivals is not None:
+        window_end_ms = frames[last].end_ms + TURN_WINDOW_MS
+        for frame, arrived in zip(frames[last + 1 :], seen.arrivals[last + 1 :], strict=True):
+            if frame.timestamp_ms >= window_end_ms:
+                break
+            if arrived is None:
+                sample.problems.append(f"frame at {frame.timestamp_ms} ms never appended")
+            else:
+                sample.window_inbound_ms.append((arrived - frame.t) * 1000.0)
+    written = next((t for t in seen.turn_ends_written if t > sent_at), None)
+    if written is not None:
+        sample.turn_end_detected_ms = (written - sent_at) * 1000.0 - seen.silence_ms
+    reply = next((r for r in seen.responses if r.created_at > sent_at), None)
+    heard = _first_media_of(reply.items, seen.media) if reply is not None else math.inf
+    if reply is None or heard == math.inf:
+        sample.problems.append("no reply reached the caller")
+        return
+    sample.reply_id = reply.id
+    sample.turn_latency_ms = (heard - sent_at) * 1000.0 - seen.answer_delay_ms
+
+
 def analyse_call(
     run: CallRun[TurnPlan],
     session: SimSession | None,
@@ -131,22 +179,22 @@ def analyse_call(
     if report is None or session is None:
         out.problems.append(f"{sid}: " + ("call failed" if report is None else "no sim session"))
         return out
+    barge_ins = len(records(log, BargeInReport))
     out.facts.update(
         media_sent=report.media_sent,
         late_frames=report.late_frames,
         underrun_gaps=report.underrun_gaps,
         underrun_ms=round(report.underrun_ms, 2),
-        barge_ins=len(records(log, BargeInReport)),
+        barge_ins=barge_ins,
     )
-    if out.facts["barge_ins"]:
-        out.problems.append(f"{sid}: {out.facts['barge_ins']} barge-in(s) in a turn-taking call")
+    if barge_ins:
+        out.problems.append(f"{sid}: {barge_ins} barge-in(s) in a turn-taking call")
     audio_in = session.session["audio"]["input"]
     detection = audio_in["turn_detection"]
     if detection is None or detection.get("type") != "server_vad":
         out.problems.append(f"{sid}: turn detection {detection!r}: the turn bench needs server_vad")
         return out
     silence_ms = int(detection["silence_duration_ms"])
-    answer_delay_ms = silence_ms + sim.first_delta_delay_ms
     out.facts["silence_duration_ms"] = silence_ms
     frames = run.sent.frames
     ends = speech_ends_ms(
@@ -161,43 +209,27 @@ def analyse_call(
     offset = caller_clock_offset(frames, appends)
     if offset is None:
         out.problems.append(f"{sid}: caller audio not found in the appends: no inbound figures")
-        arrivals: list[float | None] = [None] * len(frames)
     else:
-        arrivals = arrival_times(frames, appends, offset)
         out.unforwarded_at_stop_ms = unforwarded_tail_ms(frames, appends, offset)
         out.facts["dropped_before_session_ms"] = offset
-    media = run.playback.attributed_media()
-    responses = sorted(session.responses.values(), key=lambda r: r.created_at)
-    stops = [t for t, e in session.sent if e.get("type") == "input_audio_buffer.speech_stopped"]
+    seen = _Observed(
+        frames=frames,
+        arrivals=None if offset is None else arrival_times(frames, appends, offset),
+        responses=sorted(session.responses.values(), key=lambda r: r.created_at),
+        media=run.playback.attributed_media(),
+        turn_ends_written=[
+            t for t, e in session.sent if e.get("type") == "input_audio_buffer.speech_stopped"
+        ],
+        silence_ms=silence_ms,
+        answer_delay_ms=silence_ms + sim.first_delta_delay_ms,
+    )
     for k, end_ms in enumerate(ends, start=1):
         sample = TurnSample(sid, k, end_ms)
+        _measure_turn(seen, sample)
         out.turns.append(sample)
-        last = frame_holding(frames, end_ms)
-        if last is None:
-            sample.problems.append("no frame holds the end of speech")
-            continue
-        sent_at = frames[last].t
-        window_end_ms = frames[last].end_ms + TURN_WINDOW_MS
-        for frame, arrived in zip(frames[last + 1 :], arrivals[last + 1 :], strict=True):
-            if frame.timestamp_ms >= window_end_ms:
-                break
-            if arrived is not None:
-                sample.window_inbound_ms.append((arrived - frame.t) * 1000.0)
-            elif offset is not None:
-                sample.problems.append(f"frame at {frame.timestamp_ms} ms never appended")
-        stop = next((t for t in stops if t > sent_at), None)
-        if stop is not None:
-            sample.turn_end_detected_ms = (stop - sent_at) * 1000.0 - silence_ms
-        reply = next((r for r in responses if r.created_at > sent_at), None)
-        heard = _first_media_of(reply.items, media) if reply is not None else math.inf
-        if reply is None or heard == math.inf:
-            sample.problems.append("no reply reached the caller")
-            continue
-        sample.reply_id = reply.id
-        sample.turn_latency_ms = (heard - sent_at) * 1000.0 - answer_delay_ms
     deltas = _first_delta_at(session)
-    for response in responses:
-        heard = _first_media_of(response.items, media)
+    for response in seen.responses:
+        heard = _first_media_of(response.items, seen.media)
         if response.id in deltas and heard < math.inf:
             out.first_reply_audio_ms.append((heard - deltas[response.id]) * 1000.0)
     out.problems += [f"{s.call_sid} #{s.k}: {p}" for s in out.turns for p in s.problems]
