@@ -22,7 +22,6 @@ reply) are reported alongside, since a fast cutoff that breaks them is no improv
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ import trio
 from bench.bargein.analysis import analyse
 from bench.bargein.cli import run_bargein_scenario, run_config
 from bench.bargein.plan import BARGE_INS_PER_SINGLE_CALL, FastMode, single_plans
-from bench.common.cli import choice_list, configure_bench_logging
+from bench.common.cli import bench_parser, choice_list, configure_bench_logging
 from bench.common.cpu import OTHER_PROCESSES
 from bench.common.report import build_report, write_report
 from bench.common.scenario import OTHER_LOAD_WARN_PCT
@@ -170,10 +169,7 @@ def section_end_to_end(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.cutoff", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, default=Path("out/bench-cutoff.json"))
+    parser = bench_parser("cutoff", __doc__, Path("out/bench-cutoff.json"))
     parser.add_argument("--n", type=int, default=30, help="barge-ins per mode")
     parser.add_argument("--per-call", type=int, default=BARGE_INS_PER_SINGLE_CALL)
     parser.add_argument(

@@ -29,17 +29,16 @@ in each direction. The target for the stage is a mean under 20 µs per frame.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import platform
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.common.cli import bench_parser
 from bench.common.report import build_report, write_report
 from bench.common.stats import percentile
 from bench.common.tables import format_records
@@ -150,10 +149,7 @@ def section_resample(frames: int) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Time every section, print tables, write JSON to ``--out``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.gate_cost", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser = bench_parser("gate_cost", __doc__, None)
     parser.add_argument("--repeats", type=int, default=5, help="passes over each 30 s scenario")
     args = parser.parse_args(argv)
     started = time.monotonic()

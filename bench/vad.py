@@ -78,7 +78,6 @@ to the JSON report under its own key; another section (an end-to-end one) slots 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -91,6 +90,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bench.common.cli import bench_parser
 from bench.common.report import build_report, write_report
 from bench.common.stats import percentile
 from bench.common.tables import format_records
@@ -827,8 +827,7 @@ CONDITION_COLUMNS = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the corpus, run every section, print tables, write JSON to ``--out``."""
-    parser = argparse.ArgumentParser(prog="python -m bench.vad", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser = bench_parser("vad", __doc__, None)
     parser.add_argument("--no-sweep", action="store_true", help="skip the settings sweep")
     parser.add_argument(
         "--seed-offset", type=int, default=0, help="draw another corpus (see make_corpus)"

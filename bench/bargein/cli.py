@@ -24,7 +24,7 @@ from bench.bargein.plan import (
     single_plans,
 )
 from bench.common.bridge_process import effective_settings
-from bench.common.cli import call_counts, configure_bench_logging
+from bench.common.cli import bench_parser, call_counts, configure_bench_logging
 from bench.common.report import build_report, write_report
 from bench.common.scenario import ScenarioData, run_scenario
 
@@ -102,10 +102,7 @@ async def _main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.bargein", description=(bench.bargein.__doc__ or "").split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, default=Path("out/bench-bargein.json"))
+    parser = bench_parser("bargein", bench.bargein.__doc__, Path("out/bench-bargein.json"))
     parser.add_argument(
         "--scenario",
         choices=("single", "concurrent", "all", "none"),

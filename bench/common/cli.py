@@ -5,11 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from loguru import logger
 
 S = TypeVar("S", bound=str)
+
+
+def bench_parser(bench: str, doc: str | None, default_out: Path | None) -> argparse.ArgumentParser:
+    """The parser every bench starts from: ``python -m bench.<bench>``, the first line of the
+    bench's docstring as its description, and ``--out`` for the JSON report (without a
+    default, no report is written unless asked for)."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m bench.{bench}", description=(doc or "").split("\n")[0]
+    )
+    if default_out is None:
+        parser.add_argument("--out", type=Path, help="write the JSON report here")
+    else:
+        parser.add_argument("--out", type=Path, default=default_out)
+    return parser
 
 
 def call_counts(text: str) -> list[int]:

@@ -12,7 +12,7 @@ import trio
 
 import bench.turn
 from bench.common.bridge_process import effective_settings
-from bench.common.cli import call_counts, choice_list, configure_bench_logging
+from bench.common.cli import bench_parser, call_counts, choice_list, configure_bench_logging
 from bench.common.report import build_report, write_report
 from bench.common.scenario import run_scenario
 from bench.turn.analysis import (
@@ -81,10 +81,7 @@ async def _main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.turn", description=(bench.turn.__doc__ or "").split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, default=Path("out/bench-turn.json"))
+    parser = bench_parser("turn", bench.turn.__doc__, Path("out/bench-turn.json"))
     parser.add_argument(
         "--turns-single", type=int, default=40, help="turns, one call at a time (0: skip)"
     )
