@@ -42,6 +42,12 @@ OTHER_LOAD_WARN_PCT: Final = 10.0
 MAX_MACHINE_BUSY_SHARE: Final = 0.7
 
 
+LAYOUT: Final = {
+    "layout": "bridge: child process (bridge serve); sim upstream + callers: this process",
+    "clock": "time.monotonic (sim and callers)",
+}
+"""For the JSON report's ``config``: where each part ran and which clock the records use."""
+
 SIM_PACING_FIELDS: Final = (
     "reply_ms",
     "generation_speed",
