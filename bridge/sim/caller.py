@@ -435,6 +435,8 @@ class SimCaller:
             mulaw.encode_float(samples) if spoken or self._noise is not None else _SILENT_FRAME
         )
         async with self._wire_lock:
+            if self.options.on_media_sent is not None:
+                self.options.on_media_sent(self.options.clock(), k * FRAME_MS, payload)
             await self._send_locked(
                 wire.media(
                     sequence=self._next_seq(),

@@ -63,6 +63,9 @@ class CallerOptions:
     """``(start, length)`` spans of the caller's stream, ms, whose ``media`` frames are
     never sent (lost before reaching Twilio); the timestamps after a span go on counting."""
     clock: Callable[[], float] = trio.current_time
+    on_media_sent: Callable[[float, int, bytes], None] | None = None
+    """Told of every ``media`` frame right before it is written: (``clock`` time in s,
+    its ``timestamp`` in ms, its μ-law payload). Benchmarks time the inbound path with it."""
 
     def __post_init__(self) -> None:
         WsTarget.from_url(self.url)
