@@ -517,15 +517,15 @@ class BridgeConfig:
         "BRIDGE_TX_LEAD_MS",
         # Below one 20 ms frame Twilio would hold nothing and every network hiccup is a gap.
         Int(20, 2000, "ms"),
-        100,
-        "How far ahead of real time audio is sent to Twilio: the most a barge-in leaves unplayed there.",
+        200,
+        "The most unplayed AI audio Twilio holds; a barge-in's clear drops it at once.",
     )
     tx_frame_ms: int = setting(
         "BRIDGE_TX_FRAME_MS",
-        # The heard position is known to one frame: past 200 ms a truncate could be off by that.
-        Int(10, 200, "ms"),
-        40,
-        "Outbound frame size; a mark follows each frame (40 ms halves the per-call message count of 20 ms).",
+        # Under 20 ms a message would carry less than the queue's unit.
+        Int(20, 1000, "ms"),
+        100,
+        "Largest media message to Twilio, sent whenever Twilio has room for one (a mark every 200 ms).",
     )
     fast_barge_in: FastBargeIn = setting(
         "BRIDGE_FAST_BARGE_IN",

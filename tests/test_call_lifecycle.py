@@ -8,6 +8,7 @@ the same server kept working throughout.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -121,7 +122,8 @@ async def test_audio_flows_both_ways(
     assert greeting.heard_ms >= 2500
     assert answer.heard_ms >= 2500
     appended = [e for _, e in session.received if e.get("type") == "input_audio_buffer.append"]
-    assert len(appended) >= report.media_sent - 50  # at most the first second waits for setup
+    appended_ms = sum(len(base64.b64decode(e["audio"])) for e in appended) // 8
+    assert appended_ms >= (report.media_sent - 50) * 20  # at most the first second waits for setup
     assert session.speech_started  # the caller's voice reached the model's VAD
     assert any(
         item.transcript and item.transcript.startswith("You said:") for item in session.conversation

@@ -112,7 +112,7 @@ def test_the_dataclass_defaults_are_the_definitions_defaults() -> None:
         if definition is not None:
             assert getattr(config, f.name) == definition.default, f.name
     assert load_config({}) == config
-    assert config.tx_frame_ms == 40
+    assert config.tx_frame_ms == 100
 
 
 def test_every_default_is_a_value_its_own_parser_accepts() -> None:
@@ -213,8 +213,8 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("TWILIO_API_BASE_URL", "http://127.0.0.1:9", "twilio_api_base_url", None),
     ("BRIDGE_TX_LEAD_MS", "20", "tx_lead_ms", 20),
     ("BRIDGE_TX_LEAD_MS", "2000", "tx_lead_ms", 2000),
-    ("BRIDGE_TX_FRAME_MS", "10", "tx_frame_ms", 10),
-    ("BRIDGE_TX_FRAME_MS", " 200 ", "tx_frame_ms", 200),
+    ("BRIDGE_TX_FRAME_MS", "20", "tx_frame_ms", 20),
+    ("BRIDGE_TX_FRAME_MS", " 1000 ", "tx_frame_ms", 1000),
     ("BRIDGE_FAST_BARGE_IN", "off", "fast_barge_in", "off"),
     ("BRIDGE_CONFIRM_WINDOW_MS", "100", "confirm_window_ms", 100),
     ("BRIDGE_CONFIRM_WINDOW_MS", "5000", "confirm_window_ms", 5000),
@@ -275,7 +275,8 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("BRIDGE_PORT", "80.0"),
     ("BRIDGE_PORT", "http"),
     ("BRIDGE_TX_FRAME_MS", "0"),
-    ("BRIDGE_TX_FRAME_MS", "201"),
+    ("BRIDGE_TX_FRAME_MS", "1001"),
+    ("BRIDGE_TX_FRAME_MS", "19"),
     ("BRIDGE_TX_FRAME_MS", "1e2"),
     ("BRIDGE_TX_LEAD_MS", "0"),
     ("BRIDGE_TX_LEAD_MS", "-100"),

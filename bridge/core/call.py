@@ -46,7 +46,14 @@ from bridge.core.codec import UpstreamCodec
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.gate import GateStage
 from bridge.core.notes import Note, NoteBook, NoteDisposition
-from bridge.core.playout import BYTES_PER_MS, MarkOutcome, OutboundFrame, Pacer, PlayoutLedger
+from bridge.core.playout import (
+    BYTES_PER_MS,
+    QUEUE_FRAME_MS,
+    MarkOutcome,
+    OutboundFrame,
+    Pacer,
+    PlayoutLedger,
+)
 from bridge.core.realtime_client import (
     ClientEvent,
     ItemDelete,
@@ -81,6 +88,10 @@ FATAL_ERROR_CODES = frozenset({"beta_api_shape_disabled", "invalid_api_key", "se
 
 MAX_QUEUED_MS = 120_000
 """Local TX queue cap, ms of AI audio; when full the oldest frames are dropped and counted."""
+APPEND_BATCH_MS = 100
+"""While the gate is closed (no turn can be starting or ending), the silence it releases
+goes upstream in appends of this much, ms, instead of one per 20 ms frame; the first frame
+of speech sends what waits at once, ahead of itself."""
 CANCELLED_MAX = 64
 CANCELLED_MAX_AGE_S = 300.0
 """Cancelled responses remembered (count and age): late deltas of any of them are dropped."""
@@ -93,9 +104,9 @@ class CoreSettings:
 
     session: SessionSettings
     frame_ms: int
-    """Outbound frame size toward Twilio, ms."""
+    """Largest media message toward Twilio, ms: the pacer sends one when Twilio has room."""
     lead_ms: int
-    """How far ahead of real time audio is sent to Twilio, ms."""
+    """How far ahead of real time audio is sent to Twilio, ms (the most it holds)."""
     greeting: str | None
     negations: tuple[str, ...]
     fast_barge_in: FastBargeIn
@@ -142,6 +153,7 @@ class CallCore:
         "_notes",
         "_pacer",
         "_session_update_id",
+        "_silence_unsent",
         "_state",
         "call_sid",
         "ledger",
@@ -158,8 +170,8 @@ class CallCore:
         self._counters = CallCounters()
         self._state = ConversationState()
         self.ledger = PlayoutLedger(
-            frame_bytes=settings.frame_ms * BYTES_PER_MS,
-            max_queued_frames=max(1, settings.max_queued_ms // settings.frame_ms),
+            frame_bytes=QUEUE_FRAME_MS * BYTES_PER_MS,
+            max_queued_frames=max(1, settings.max_queued_ms // QUEUE_FRAME_MS),
         )
         self._pacer = Pacer(lead_ms=settings.lead_ms)
         self._gate = GateStage(
@@ -171,6 +183,8 @@ class CallCore:
         self._cancelled = CancelledResponses(CANCELLED_MAX, CANCELLED_MAX_AGE_S)
         self._notes = NoteBook.with_negations(settings.negations)
         self._session_update_id: str | None = None
+        self._silence_unsent: list[bytes] = []
+        """Silence the closed gate released, not yet appended (under APPEND_BATCH_MS)."""
         self._late_items: dict[str, list[str]] = {}
         """Items of an already-cancelled response that appeared late: deleted at its done."""
         self._event_seq = 0
@@ -295,15 +309,19 @@ class CallCore:
 
     def on_caller_frames(self, frames: Sequence[twilio.Media], now: float) -> list[Action]:
         """Caller frames taken together by the gate stage, in order: their logs and any local
-        barge-in first, then one ``input_audio_buffer.append`` with everything released."""
+        barge-in first, then one ``input_audio_buffer.append`` with everything released
+        (while the gate is closed, once :data:`APPEND_BATCH_MS` of silence has gathered)."""
         actions: list[Action] = []
-        released: list[bytes] = []
+        released = self._silence_unsent
         for frame in frames:
             result = self._gate.process(frame, barge_in_active=self.barge_in_active)
             actions.extend(result.logs)
             released.extend(result.released)
             if result.onset:
                 actions.extend(self.on_local_onset(now))
+        if self._gate.closed and sum(map(len, released)) < APPEND_BATCH_MS * BYTES_PER_MS:
+            return actions
+        self._silence_unsent = []
         append = self._codec.append(released)
         if append is not None:
             actions.append(SendUpstream(append))
@@ -317,7 +335,7 @@ class CallCore:
         audio is lost (no barge-in can start any more: onsets are not acted on)."""
         if not self.session_ready:
             return None
-        released: list[bytes] = []
+        released, self._silence_unsent = self._silence_unsent, []
         for frame in frames:
             released.extend(self._gate.process(frame, barge_in_active=False).released)
         released.extend(self._gate.flush())
@@ -572,14 +590,17 @@ class CallCore:
         owed = self.ledger.take_due_mark()
         if owed is not None:
             return TxSend((twilio.mark_message(self.stream_sid, str(owed)),), None)
-        frame = self.ledger.peek_frame()
-        if frame is None:
+        # One message: the head item's queued audio, up to the message size. It goes when
+        # Twilio has room for all of it, so Twilio holds between lead - message and lead.
+        message_bytes = min(self.settings.frame_ms, self.settings.lead_ms) * BYTES_PER_MS
+        size = self.ledger.head_run_bytes(message_bytes)
+        if size == 0:
             return TxIdle()
-        frame_ms = len(frame.payload) / BYTES_PER_MS
+        frame_ms = size / BYTES_PER_MS
         ready_at = self._pacer.ready_at(now, frame_ms)
         if ready_at > now:
             return TxWait(ready_at)
-        self.ledger.pop_frame()
+        frame = self.ledger.take_message(size)
         self._gate.note_playout(frame.payload, self._pacer.play_start_for_next(now))
         mark = self.ledger.on_sent(frame, now)
         self._pacer.on_sent(now, frame_ms)

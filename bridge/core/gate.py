@@ -86,6 +86,12 @@ class GateStage:
         self.floor_dbfs: float | None = None
         """The caller's learned noise floor after the latest frame, dBFS."""
 
+    @property
+    def closed(self) -> bool:
+        """The gate is holding: the caller has been quiet for longer than the turn-end
+        window and no barge-in is active, so no turn is timing on the audio it releases."""
+        return self._analyzer.gate.closed
+
     def note_caller_time(self, timestamp_ms: int, now: float) -> None:
         self._caller_ms, self._caller_ms_at = float(timestamp_ms), now
 

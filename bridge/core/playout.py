@@ -1,10 +1,13 @@
 """Playout accounting: what the caller has actually heard, and pacing toward Twilio.
 
 **Queue and frames.** AI audio (μ-law, 8 bytes/ms) is re-framed per assistant item into
-frames of ``frame_bytes`` (a frame never spans two items) and queued locally. The TX writer
-sends frames; some are followed by a ``mark`` named ``g<generation>:m<seq>:<item_id>``
-(:mod:`bridge.core.marks`). A frame is *in flight* from its send until a mark at or after it
-echoes.
+frames of ``frame_bytes`` (:data:`QUEUE_FRAME_MS`; a frame never spans two items) and queued
+locally. The TX writer sends *messages*: consecutive frames of one item merged, as many as
+the pacer has room for, up to the message size; some are followed by a ``mark`` named
+``g<generation>:m<seq>:<item_id>`` (:mod:`bridge.core.marks`). Small frames keep the start
+of a reply from waiting for a whole message of audio; merged messages keep the message
+count down once audio is queued. A message is *in flight* from its send until a mark at or
+after it echoes (below, "frame" means what was sent as one message).
 
 **Mark policy.** A frame gets a mark when it is the first frame of its item or the first
 after a ``clear``, when :data:`MARK_INTERVAL_MS` of audio was sent since the last mark, and
@@ -44,6 +47,8 @@ from bridge.core.marks import MarkName, parse_mark_name
 
 BYTES_PER_MS = 8
 BYTES_PER_S = 8000
+QUEUE_FRAME_MS = 20
+"""The unit the local queue is cut in, ms: the least audio that can go out alone."""
 MARK_INTERVAL_MS = 200
 """At most this much audio is sent between two marks, ms."""
 
@@ -202,11 +207,34 @@ class PlayoutLedger:
 
     # -- sending and echoes ---------------------------------------------------------------
 
-    def pop_frame(self) -> OutboundFrame | None:
-        return self.queue.popleft() if self.queue else None
+    def head_run_bytes(self, limit: int) -> int:
+        """Bytes queued at the head that one message can carry (one item, contiguous), at
+        most ``limit`` but never less than the head frame."""
+        total = 0
+        previous: OutboundFrame | None = None
+        for frame in self.queue:
+            contiguous = previous is None or (
+                frame.item_id == previous.item_id and frame.item_offset == previous.end_offset
+            )
+            if not contiguous or (previous is not None and total + len(frame.payload) > limit):
+                break
+            total += len(frame.payload)
+            previous = frame
+        return total
 
-    def peek_frame(self) -> OutboundFrame | None:
-        return self.queue[0] if self.queue else None
+    def take_message(self, size: int) -> OutboundFrame:
+        """The head frames merged into one message of ``size`` bytes (from
+        :meth:`head_run_bytes`)."""
+        first = self.queue.popleft()
+        parts = [first.payload]
+        taken = len(first.payload)
+        while taken < size:
+            frame = self.queue.popleft()
+            parts.append(frame.payload)
+            taken += len(frame.payload)
+        if len(parts) == 1:
+            return first
+        return OutboundFrame(first.response_id, first.item_id, b"".join(parts), first.item_offset)
 
     def on_sent(self, frame: OutboundFrame, now: float) -> MarkName | None:
         """Record a frame handed to Twilio at ``now``; the mark to send after it, if any
