@@ -45,6 +45,7 @@ from bridge.core.cancelled import CancelledResponses
 from bridge.core.codec import UpstreamCodec
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.gate import GateStage
+from bridge.core.logsafe import clip
 from bridge.core.notes import Note, NoteBook, NoteDisposition
 from bridge.core.playout import (
     BYTES_PER_MS,
@@ -54,6 +55,7 @@ from bridge.core.playout import (
     Pacer,
     PlayoutLedger,
 )
+from bridge.core.ratelimit import LogThrottle
 from bridge.core.realtime_client import (
     ClientEvent,
     ItemDelete,
@@ -155,6 +157,7 @@ class CallCore:
         "_session_update_id",
         "_silence_unsent",
         "_state",
+        "_warnings",
         "call_sid",
         "ledger",
         "settings",
@@ -188,6 +191,8 @@ class CallCore:
         self._late_items: dict[str, list[str]] = {}
         """Items of an already-cancelled response that appeared late: deleted at its done."""
         self._event_seq = 0
+        self._warnings = LogThrottle()
+        """Warnings a peer can repeat at will (malformed frames) are rate-limited per call."""
 
     # -- read-only views ------------------------------------------------------------------
 
@@ -270,17 +275,11 @@ class CallCore:
                 return [Log("DEBUG", "DTMF", f"digit={ev.digit}")]
             case twilio.Malformed():
                 self._counters.twilio_malformed += 1
-                return [
-                    Log(
-                        "WARNING",
-                        "TWILIO_MALFORMED",
-                        f"{ev.reason} (#{self._counters.twilio_malformed}); call continues",
-                    )
-                ]
+                detail = f"{ev.reason} (#{self._counters.twilio_malformed}); call continues"
+                return list(self._warnings.admit(Log("WARNING", "TWILIO_MALFORMED", detail), now))
             case twilio.Start() | twilio.Connected():
-                return [
-                    Log("WARNING", "TWILIO_UNEXPECTED", f"duplicate {type(ev).__name__} ignored")
-                ]
+                detail = f"duplicate {type(ev).__name__} ignored"
+                return list(self._warnings.admit(Log("WARNING", "TWILIO_UNEXPECTED", detail), now))
             case twilio.UnknownTwilioEvent():
                 return [Log("DEBUG", "TWILIO_UNKNOWN", f"event={ev.event!r} ignored")]
             case _:
@@ -314,7 +313,7 @@ class CallCore:
         actions: list[Action] = []
         released = self._silence_unsent
         for frame in frames:
-            result = self._gate.process(frame, barge_in_active=self.barge_in_active)
+            result = self._gate.process(frame, barge_in_active=self.barge_in_active, now=now)
             actions.extend(result.logs)
             released.extend(result.released)
             if result.onset:
@@ -337,7 +336,7 @@ class CallCore:
             return None
         released, self._silence_unsent = self._silence_unsent, []
         for frame in frames:
-            released.extend(self._gate.process(frame, barge_in_active=False).released)
+            released.extend(self._gate.process(frame, barge_in_active=False, now=now).released)
         released.extend(self._gate.flush())
         append = self._codec.append(released)
         return None if append is None else SendUpstream(append)
@@ -419,7 +418,7 @@ class CallCore:
             case rt.InputTranscript():
                 return self._on_input_transcript(ev)
             case rt.ErrorEvent():
-                return self._on_error(ev)
+                return self._on_error(ev, now)
             case rt.SessionUpdated():
                 return self._on_session_updated(ev)
             case rt.SessionCreated():
@@ -444,13 +443,8 @@ class CallCore:
                 return [Log("DEBUG", "UPSTREAM_UNKNOWN", f"ignored event type {ev.event_type!r}")]
             case rt.MalformedEvent():
                 self._counters.upstream_malformed += 1
-                return [
-                    Log(
-                        "WARNING",
-                        "UPSTREAM_MALFORMED",
-                        f"{ev.reason} (#{self._counters.upstream_malformed}); call continues",
-                    )
-                ]
+                detail = f"{ev.reason} (#{self._counters.upstream_malformed}); call continues"
+                return list(self._warnings.admit(Log("WARNING", "UPSTREAM_MALFORMED", detail), now))
             case rt.IgnoredEvent():
                 return []
             case _:
@@ -563,9 +557,13 @@ class CallCore:
             actions.extend(self._deliver(note))
         return actions
 
-    def _on_error(self, ev: rt.ErrorEvent) -> list[Action]:
+    def _on_error(self, ev: rt.ErrorEvent, now: float) -> list[Action]:
         self._counters.upstream_errors += 1
-        detail = f"code={ev.code} param={ev.param} event_id={ev.event_id}: {ev.message}"
+        # The server's words, cut: a log line stays a line whatever the upstream sends.
+        detail = (
+            f"code={str(ev.code)[:64]} param={str(ev.param)[:64]} "
+            f"event_id={str(ev.event_id)[:64]}: {clip(ev.message)}"
+        )
         if self._state.phase is SessionPhase.CONFIGURING and (
             ev.event_id == self._session_update_id or (ev.param or "").startswith("session")
         ):
@@ -578,7 +576,8 @@ class CallCore:
             self._state.request_failed(ev.event_id, collided=collided)
         if ev.code in BENIGN_ERROR_CODES:
             return [Log("INFO", "UPSTREAM_BENIGN", detail)]
-        return [Log("WARNING", "UPSTREAM_ERROR", f"{detail}; call continues")]
+        warning = Log("WARNING", "UPSTREAM_ERROR", f"{detail}; call continues")
+        return list(self._warnings.admit(warning, now))
 
     # -- TX writer ------------------------------------------------------------------------
 
