@@ -12,8 +12,14 @@ logged once with its traceback, answered with 500 when a response can still be s
 the connection is closed; the server keeps serving.
 
 Limits (:class:`HttpLimits`; the README lists them): request head size (431 beyond it),
-body size (413), the time a request (head and body) may take to arrive, idle keep-alive
-time, and the WebSocket message size (1009). Anything h11 finds malformed is a 400.
+body size (413, at once when ``Content-Length`` declares more), the time a request (head
+and body) may take to arrive, idle keep-alive time included (408), and the WebSocket
+message size (1009). Anything h11 finds malformed is a 400. After an error answer the
+connection is closed gracefully: our side is shut down and what the client still sends is
+read and dropped for a moment (:data:`LINGER_S`, :data:`LINGER_BYTES`), so the answer is
+not lost to a TCP reset while the client is still writing its body.
+
+``HEAD`` is answered like ``GET`` without the body (the app sees ``HEAD``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,14 @@ from wsproto.utilities import RemoteProtocolError as WsHandshakeError
 from bridge.runtime.websocket import WebSocket
 
 Headers = tuple[tuple[bytes, bytes], ...]
+
+_PROTOCOL_ERROR_TEXT = {
+    431: b"request head too large\n",
+    501: b"transfer encoding not supported\n",
+}
+"""The body of an error h11 found, by status (400 otherwise: ``bad request``)."""
+LINGER_S = 1.0
+LINGER_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +138,9 @@ async def _serve_connection(app: HttpApp, limits: HttpLimits, stream: trio.Socke
                 upgraded = True
                 await _upgrade(app, limits, stream, conn, request)
                 return
-            await _respond(stream, conn, await app.http(request))
+            await _respond(
+                stream, conn, await app.http(request), head_only=request.method == "HEAD"
+            )
             if conn.our_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
@@ -132,7 +148,8 @@ async def _serve_connection(app: HttpApp, limits: HttpLimits, stream: trio.Socke
         await _answer_if_possible(stream, conn, HttpResponse(413, b"body too large\n"))
     except h11.RemoteProtocolError as exc:
         status = exc.error_status_hint if exc.error_status_hint >= 400 else 400
-        await _answer_if_possible(stream, conn, HttpResponse(status, b"bad request\n"))
+        text = _PROTOCOL_ERROR_TEXT.get(status, b"bad request\n")
+        await _answer_if_possible(stream, conn, HttpResponse(status, text))
     except Exception:  # noqa: BLE001 - the connection boundary: one bad request ends only itself
         logger.exception("HTTP_ERROR a bug in the bridge while serving a request")
         if not upgraded:
@@ -166,6 +183,13 @@ async def _read_request(
         return None
     if not isinstance(event, h11.Request):
         raise h11.RemoteProtocolError("expected a request", error_status_hint=400)
+    # h11 bounds only a head still arriving (max_incomplete_event_size); a whole head that
+    # came in one read is measured here, as its request line and header lines.
+    head_bytes = len(event.method) + len(event.target) + sum(
+        len(name) + len(value) + 4 for name, value in event.headers
+    )
+    if head_bytes > limits.max_head_bytes:
+        raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
     target = event.target.decode("latin-1")
     path, _, query = target.partition("?")
     head = HttpRequest(
@@ -176,6 +200,10 @@ async def _read_request(
     )
     if _is_websocket_upgrade(head):
         return head
+    declared = head.header(b"content-length")
+    # h11 has checked that it is a number; more than the limit need not be read to refuse.
+    if declared is not None and int(declared) > limits.max_body_bytes:
+        raise _TooLarge
     body = bytearray()
     while True:
         part = await _next_event(stream, conn)
@@ -233,7 +261,9 @@ async def _upgrade(
             await ws.aclose()
 
 
-def _response_events(response: HttpResponse, close: bool) -> Iterable[h11.Event]:
+def _response_events(
+    response: HttpResponse, close: bool, head_only: bool
+) -> Iterable[h11.Event]:
     headers = [
         (b"content-type", response.content_type.encode("latin-1")),
         (b"content-length", str(len(response.body)).encode()),
@@ -242,16 +272,21 @@ def _response_events(response: HttpResponse, close: bool) -> Iterable[h11.Event]
     if close:
         headers.append((b"connection", b"close"))
     yield h11.Response(status_code=response.status, headers=headers)
-    if response.body:
+    if response.body and not head_only:
         yield h11.Data(data=response.body)
     yield h11.EndOfMessage()
 
 
 async def _respond(
-    stream: trio.SocketStream, conn: h11.Connection, response: HttpResponse, *, close: bool = False
+    stream: trio.SocketStream,
+    conn: h11.Connection,
+    response: HttpResponse,
+    *,
+    close: bool = False,
+    head_only: bool = False,
 ) -> None:
-    data = b"".join(conn.send(event) or b"" for event in _response_events(response, close))
-    await stream.send_all(data)
+    events = _response_events(response, close, head_only)
+    await stream.send_all(b"".join(conn.send(event) or b"" for event in events))
 
 
 async def _answer_if_possible(
@@ -264,4 +299,20 @@ async def _answer_if_possible(
         try:
             await _respond(stream, conn, response, close=True)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            return
+    await _linger(stream)
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """Shut our side down, then drop what the client still sends, for a bounded while."""
+    dropped = 0
+    with trio.move_on_after(LINGER_S):
+        try:
+            await stream.send_eof()
+            while dropped < LINGER_BYTES:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                dropped += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             return

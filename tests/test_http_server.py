@@ -1,0 +1,129 @@
+"""The one-port HTTP server (:mod:`bridge.runtime.http`) on its own, with a tiny app:
+head, body and time limits, HEAD, and a bug in the app answered with 500 (traceback once)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from bridge.runtime.http import HttpLimits, HttpRequest, HttpResponse, serve_http
+from bridge.runtime.websocket import WebSocket
+from tests.conftest import LogCapture
+from tests.rawhttp import exchange, request
+
+LIMITS = HttpLimits()
+
+
+class EchoApp:
+    """Answers with the request body; ``/bug`` raises."""
+
+    async def http(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/bug":
+            raise RuntimeError("a bug in the app")
+        return HttpResponse(200, b"got " + str(len(request.body)).encode() + b"\n")
+
+    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+        return HttpResponse(404, b"not found\n")
+
+    async def websocket(self, request: HttpRequest, ws: WebSocket) -> None:
+        raise AssertionError("no WebSocket here")
+
+
+async def _serve(nursery: trio.Nursery) -> int:
+    _, port = await nursery.start(serve_http, EchoApp(), "127.0.0.1", 0, LIMITS)
+    return int(port)
+
+
+async def test_a_head_over_the_limit_is_a_431_whole_or_in_pieces(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    big = [("X-Padding", "p" * LIMITS.max_head_bytes)]
+    just_under = [("X-Padding", "p" * (LIMITS.max_head_bytes - 200))]
+    with trio.fail_after(20):
+        port = await _serve(nursery)
+        whole = await exchange(port, request("GET", "/", headers=big))
+        under = await exchange(port, request("GET", "/", headers=just_under))
+        # Never completed: h11 gives up once the unfinished head passes the limit.
+        endless = await exchange(port, b"GET / HTTP/1.1\r\nX: " + b"p" * 100_000)
+    assert whole is not None
+    assert (whole.status, whole.body) == (431, b"request head too large\n")
+    assert under is not None
+    assert under.status == 200
+    assert endless is not None
+    assert endless.status == 431
+    assert logs.errors == []
+
+
+async def test_a_body_over_the_limit_is_a_413_declared_announced_or_streamed(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    at_limit = b"x" * LIMITS.max_body_bytes
+    over = at_limit + b"x"
+    chunked = f"{len(over):x}\r\n".encode() + over + b"\r\n0\r\n\r\n"
+    with trio.fail_after(20):
+        port = await _serve(nursery)
+        accepted = await exchange(port, request("POST", "/", body=at_limit))
+        declared = await exchange(port, request("POST", "/", body=over))
+        # Only the head: the Content-Length alone is enough to refuse.
+        announced = await exchange(
+            port, request("POST", "/", headers=[("Content-Length", "999999999")])
+        )
+        streamed = await exchange(
+            port, request("POST", "/", headers=[("Transfer-Encoding", "chunked")]) + chunked
+        )
+    assert accepted is not None
+    assert accepted.body == f"got {LIMITS.max_body_bytes}\n".encode()
+    for answer in (declared, announced, streamed):
+        assert answer is not None
+        assert (answer.status, answer.body) == (413, b"body too large\n")
+    assert logs.errors == []
+
+
+async def test_a_request_that_takes_too_long_is_a_408(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(30):
+        port = await _serve(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+            started = trio.current_time()
+            data = b""
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+            waited = trio.current_time() - started
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert data.endswith(b"request timeout\n")
+    assert waited == pytest.approx(LIMITS.request_timeout_s, abs=0.1)
+
+
+async def test_head_gets_the_headers_of_the_answer_without_its_body(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    with trio.fail_after(20):
+        port = await _serve(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(request("HEAD", "/"))
+            data = b""
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b"content-length: 6\r\n" in data
+    assert data.endswith(b"\r\n\r\n")  # no body
+    assert logs.errors == []
+
+
+async def test_a_bug_in_the_app_is_a_500_and_one_traceback(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    with trio.fail_after(20):
+        port = await _serve(nursery)
+        answer = await exchange(port, request("GET", "/bug"))
+        after = await exchange(port, request("GET", "/"))
+    assert answer is not None
+    assert (answer.status, answer.body) == (500, b"internal error\n")
+    assert after is not None
+    assert after.status == 200
+    assert logs.errors == ["HTTP_ERROR a bug in the bridge while serving a request"]
