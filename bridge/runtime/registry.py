@@ -4,7 +4,9 @@ Applications reach a call through :class:`CallHandle`: read its barge-in epoch b
 starting slow work, then send a note (see :mod:`bridge.core.notes` for the rules that
 keep a late note from dragging the conversation back). Notes travel to the call over a
 bounded channel; that is control traffic, so a full channel makes the sender wait, for at
-most ``timeout_s``, and then :meth:`CallHandle.send_note` reports failure.
+most ``timeout_s``, and then :meth:`CallHandle.send_note` reports failure. Notes that come
+over HTTP are also rate-limited per call (:attr:`CallHandle.http_notes`); in-process
+callers are the application's own code and are not.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 import trio
 
 from bridge.core.call import CallCore
+from bridge.core.control import NOTES_BURST, NOTES_PER_S
 from bridge.core.ending import CallEnd
+from bridge.core.ratelimit import TokenBucket
 from bridge.core.stats import CallStatistics
 
 NOTES_CHANNEL_SIZE = 16
@@ -30,7 +34,7 @@ class NoteRequest:
 
 
 class CallHandle:
-    __slots__ = ("_core", "_notes", "end", "ended", "started_at")
+    __slots__ = ("_core", "_notes", "end", "ended", "http_notes", "started_at")
 
     def __init__(
         self, core: CallCore, notes: trio.MemorySendChannel[NoteRequest], started_at: float
@@ -41,6 +45,8 @@ class CallHandle:
         self.ended = trio.Event()
         self.end: CallEnd | None = None
         """Why the call ended, once it has."""
+        self.http_notes = TokenBucket(NOTES_PER_S, NOTES_BURST, started_at)
+        """The rate limit of ``POST /calls/{call_sid}/notes`` for this call."""
 
     @property
     def call_sid(self) -> str:
