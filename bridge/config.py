@@ -575,6 +575,9 @@ class BridgeConfig:
     """How long a ping may go unanswered; ``load_config`` makes it ``BRIDGE_HEARTBEAT_S``."""
     start_timeout_s: float = 10.0
     """How long a new media stream may take to send ``start``."""
+    twilio_silent_s: float = 10.0
+    """How long a started stream may send nothing (Twilio sends media every 20 ms) before
+    the call ends as ``twilio_silent``: a stream that went quiet holds an upstream session."""
     session_timeout_s: float = 10.0
     """Bound on the upstream handshake, and separately on its session confirmation."""
     max_call_s: float = setting(

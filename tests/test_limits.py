@@ -50,6 +50,7 @@ def _limits_table() -> dict[str, str]:
         ("HTTP request time", f"{LIMITS.request_timeout_s:g} s"),
         ("WebSocket message", f"{LIMITS.max_ws_message_chars // 2**20} Mi"),
         ("Time to `start`", f"{TEST_CONFIG.start_timeout_s:g} s"),
+        ("Silence on a started stream", f"{TEST_CONFIG.twilio_silent_s:g} s"),
         ("Media payload", f"{MAX_MEDIA_PAYLOAD_BYTES} bytes"),
         ("Note text", f"{control.MAX_NOTE_CHARS} characters"),
         ("Notes per call", f"{control.NOTES_PER_S:g} per second"),
@@ -132,3 +133,33 @@ async def test_a_media_payload_over_the_limit_is_dropped_and_the_call_goes_on(
     [warning] = logs.tagged("TWILIO_MALFORMED")
     assert f"media payload over {MAX_MEDIA_PAYLOAD_BYTES} bytes" in warning
     assert re.search(r"malformed=1\+0", logs.tagged("CALL_END")[0])
+
+
+async def test_a_started_stream_that_goes_silent_ends_the_call(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    """``start``, then nothing: Twilio sends media every 20 ms, so this stream is dead and
+    must not hold an upstream session until the call length limit."""
+    call_sid, stream_sid = wire.new_sid("CA"), wire.new_sid("MZ")
+    start = wire.start(
+        sequence=1,
+        stream_sid=stream_sid,
+        call_sid=call_sid,
+        account_sid="AC1",
+        custom_parameters={},
+    )
+    with trio.fail_after(60):
+        rig = await start_rig(nursery)
+        async with connect(rig.server.media_url, _signed(rig)) as ws:
+            await ws.send_message(wire.encode(start))
+            started = trio.current_time()
+            code = await _close_code(ws)
+            waited = trio.current_time() - started
+        handle = await rig.server.registry.wait_for_call(call_sid)
+        await handle.ended.wait()
+    assert code == 1011
+    assert handle.end is not None
+    assert handle.end.reason.value == "twilio_silent"
+    assert waited == pytest.approx(TEST_CONFIG.twilio_silent_s, abs=0.5)
+    assert rig.sim.sessions[0].closed.is_set()
+    assert logs.errors == []

@@ -20,6 +20,8 @@ class EndReason(Enum):
     """The Twilio WebSocket closed or dropped without a ``stop``."""
     TWILIO_DISCONNECTED_BEFORE_START = "twilio_disconnected_before_start"
     TWILIO_START_TIMEOUT = "twilio_start_timeout"
+    TWILIO_SILENT = "twilio_silent"
+    """A started stream sent nothing for a while, though Twilio sends media every 20 ms."""
     TWILIO_MEDIA_FORMAT = "twilio_media_format_unsupported"
     """The stream's ``start`` announced audio other than μ-law 8000 Hz mono."""
     OPENAI_CLOSED = "openai_closed"
@@ -51,6 +53,7 @@ class EndReason(Enum):
         return self in (
             EndReason.TWILIO_STOP,
             EndReason.TWILIO_DISCONNECTED,
+            EndReason.TWILIO_SILENT,
             EndReason.MAX_CALL_DURATION,
             EndReason.SERVER_SHUTDOWN,
             EndReason.CANCELLED,

@@ -16,8 +16,9 @@ read, write, pace and supervise; every decision is the core's (:class:`CallCore`
   woken through ``doorbell`` (capacity 1: when full, a ring is already pending, so another is
   dropped; rings carry no data).
 * **Supervisors**: upstream heartbeat (a ping unanswered for ``heartbeat_timeout_s`` ends
-  the call as a stall), the call length limit, and the notes pump (``notes``: bounded
-  control channel; senders wait).
+  the call as a stall), the Twilio watchdog (nothing from Twilio for ``twilio_silent_s``
+  ends it as ``twilio_silent``), the call length limit, and the notes pump (``notes``:
+  bounded control channel; senders wait).
 
 Cleanup, in this fixed order, shielded and time-bounded, whatever ended the call:
 stop audio (the tasks are gone: nothing more is written), close the OpenAI socket
@@ -301,6 +302,18 @@ async def _notes_pump(io: CallIO, upstream: Upstream) -> None:
         await execute(io, upstream, actions)
 
 
+async def _twilio_watchdog(io: CallIO) -> None:
+    # The reader stamps each message; waking once per period costs the hot path nothing.
+    silent_s = io.services.config.twilio_silent_s
+    while True:
+        await trio.sleep_until(io.twilio.heard_at + silent_s)
+        silent_for = trio.current_time() - io.twilio.heard_at
+        if silent_for >= silent_s:
+            detail = f"nothing from Twilio for {silent_for:.1f}s"
+            io.end(CallEnd(EndReason.TWILIO_SILENT, detail))
+            return
+
+
 async def _call_limit(io: CallIO) -> None:
     await trio.sleep(io.services.config.max_call_s)
     io.end(CallEnd(EndReason.MAX_CALL_DURATION))
@@ -332,6 +345,7 @@ async def _run(io: CallIO) -> None:
                 call.start_soon(_heartbeat, io, upstream, name=f"upstream_heartbeat:{sid}")
                 call.start_soon(_notes_pump, io, upstream, name=f"notes_pump:{sid}")
                 call.start_soon(_call_limit, io, name=f"call_limit:{sid}")
+                call.start_soon(_twilio_watchdog, io, name=f"twilio_watchdog:{sid}")
                 await execute(io, upstream, io.core.on_upstream_open(trio.current_time()))
                 with trio.move_on_after(config.session_timeout_s):
                     await io.session_ready.wait()
