@@ -163,3 +163,34 @@ async def test_a_started_stream_that_goes_silent_ends_the_call(
     assert waited == pytest.approx(TEST_CONFIG.twilio_silent_s, abs=0.5)
     assert rig.sim.sessions[0].closed.is_set()
     assert logs.errors == []
+
+
+async def test_text_that_is_not_utf8_closes_the_stream_with_1007(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    """wsproto finds the protocol error; the close frame, with its code, is the bridge's."""
+    key = base64.b64encode(b"0123456789abcdef")
+    with trio.fail_after(20):
+        rig = await start_rig(nursery)
+        [(_, signature)] = _signed(rig)
+        stream = await trio.open_tcp_stream("127.0.0.1", rig.server.port)
+        async with stream:
+            await stream.send_all(
+                b"GET /twilio/media HTTP/1.1\r\nHost: "
+                + f"{rig.server.host}:{rig.server.port}".encode()
+                + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13"
+                + b"\r\nSec-WebSocket-Key: " + key
+                + b"\r\nX-Twilio-Signature: " + signature + b"\r\n\r\n"
+            )
+            payload = b"\xff\xfe not utf-8"
+            # A masked text frame (mask 0: the payload as it is).
+            await stream.send_all(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            received = b""
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+    head, _, frames = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert frames[0] == 0x88  # a close frame...
+    assert int.from_bytes(frames[2:4], "big") == 1007  # ...with 1007
+    assert rig.sim.sessions == []
+    assert logs.errors == []
