@@ -44,6 +44,7 @@ async def exchange(
         received = bytearray()
         try:
             await stream.send_all(data)
+            await stream.send_eof()
             while len(received) < read_limit:
                 chunk = await stream.receive_some(65536)
                 if not chunk:

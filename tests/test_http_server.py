@@ -127,3 +127,62 @@ async def test_a_bug_in_the_app_is_a_500_and_one_traceback(
     assert after is not None
     assert after.status == 200
     assert logs.errors == ["HTTP_ERROR a bug in the bridge while serving a request"]
+
+
+async def test_an_error_answer_to_head_has_no_body_either(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    """A HEAD whose body never arrives: the 400 goes out (h11 refuses a body after HEAD)."""
+    with trio.fail_after(20):
+        port = await _serve(nursery)
+        answer = await exchange(port, b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nab")
+    assert answer is not None
+    assert answer.status == 400
+    assert answer.body == b""
+    assert logs.errors == []
+
+
+async def test_an_answer_that_ends_the_connection_is_not_lost_to_a_reset(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    """HTTP/1.0 (the answer ends the connection) with 64 KiB the server never reads behind
+    it: the server drains before it closes, so the client reads its answer, not a reset."""
+    with trio.fail_after(20):
+        port = await _serve(nursery)
+        answer = await exchange(port, b"GET / HTTP/1.0\r\n\r\n" + b"\0" * 65536)
+    assert answer is not None
+    assert answer.status == 200
+
+
+def _upgrade_request(key: bytes, *extra: bytes) -> bytes:
+    return (
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n"
+        + b"".join(header + b"\r\n" for header in extra)
+        + b"\r\n"
+    )
+
+
+class AcceptingApp(EchoApp):
+    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "upgrade",
+    [
+        _upgrade_request(b"c2hvcnQ="),  # 5 bytes, not 16
+        _upgrade_request(b"not base64!"),
+        _upgrade_request(b"MDEyMzQ1Njc4OWFiY2RlZg==", b"Sec-WebSocket-Protocol: audio, \xff"),
+        _upgrade_request(b"MDEyMzQ1Njc4OWFiY2RlZg==", b"Sec-WebSocket-Extensions: x; \xff"),
+    ],
+)
+async def test_a_bad_upgrade_is_a_400_never_a_traceback(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture, upgrade: bytes
+) -> None:
+    with trio.fail_after(20):
+        _, port = await nursery.start(serve_http, AcceptingApp(), "127.0.0.1", 0, LIMITS)
+        answer = await exchange(port, upgrade)
+    assert answer is not None
+    assert (answer.status, answer.body) == (400, b"bad websocket upgrade\n")
+    assert logs.errors == []

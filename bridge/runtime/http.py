@@ -15,15 +15,18 @@ Limits (:class:`HttpLimits`; the README lists them): request head size (431 beyo
 body size (413, at once when ``Content-Length`` declares more), the time a request (head
 and body) may take to arrive, idle keep-alive time included (408), and the WebSocket
 message size (1009). Anything h11 finds malformed is a 400. After an error answer the
-connection is closed gracefully: our side is shut down and what the client still sends is
+connection is closed gracefully, as after any answer that ends it (``Connection: close``,
+HTTP/1.0, a refused upgrade): our side is shut down and what the client still sends is
 read and dropped for a moment (:data:`LINGER_S`, :data:`LINGER_BYTES`), so the answer is
-not lost to a TCP reset while the client is still writing its body.
+not lost to a TCP reset while the client is still writing.
 
 ``HEAD`` is answered like ``GET`` without the body (the app sees ``HEAD``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -124,13 +127,25 @@ async def serve_http(
 async def _serve_connection(app: HttpApp, limits: HttpLimits, stream: trio.SocketStream) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
     upgraded = False
+    head_only = False
+    """The request being answered is a HEAD: every answer to it, errors too, has no body."""
     try:
         while True:
             request: HttpRequest | None = None
             with trio.move_on_after(limits.request_timeout_s) as waited:
-                request = await _read_request(stream, conn, limits)
+                head = await _read_head(stream, conn)
+                if head is not None:
+                    request, head_bytes = head
+                    head_only = request.method == "HEAD"
+                    # h11 bounds only a head still arriving (max_incomplete_event_size); a
+                    # whole head that came in one read is measured here.
+                    if head_bytes > limits.max_head_bytes:
+                        raise h11.RemoteProtocolError("head too large", error_status_hint=431)
+                    if not _is_websocket_upgrade(request):
+                        request = await _read_body(stream, conn, limits, request)
             if waited.cancelled_caught:
-                await _answer_if_possible(stream, conn, HttpResponse(408, b"request timeout\n"))
+                timeout = HttpResponse(408, b"request timeout\n")
+                await _answer_if_possible(stream, conn, timeout, head_only)
                 return
             if request is None:
                 return
@@ -138,22 +153,23 @@ async def _serve_connection(app: HttpApp, limits: HttpLimits, stream: trio.Socke
                 upgraded = True
                 await _upgrade(app, limits, stream, conn, request)
                 return
-            await _respond(
-                stream, conn, await app.http(request), head_only=request.method == "HEAD"
-            )
+            await _respond(stream, conn, await app.http(request), head_only=head_only)
             if conn.our_state is h11.MUST_CLOSE:
+                await _linger(stream)
                 return
             conn.start_next_cycle()
     except _TooLarge:
-        await _answer_if_possible(stream, conn, HttpResponse(413, b"body too large\n"))
+        too_large = HttpResponse(413, b"body too large\n")
+        await _answer_if_possible(stream, conn, too_large, head_only)
     except h11.RemoteProtocolError as exc:
         status = exc.error_status_hint if exc.error_status_hint >= 400 else 400
         text = _PROTOCOL_ERROR_TEXT.get(status, b"bad request\n")
-        await _answer_if_possible(stream, conn, HttpResponse(status, text))
+        await _answer_if_possible(stream, conn, HttpResponse(status, text), head_only)
     except Exception:  # noqa: BLE001 - the connection boundary: one bad request ends only itself
         logger.exception("HTTP_ERROR a bug in the bridge while serving a request")
         if not upgraded:
-            await _answer_if_possible(stream, conn, HttpResponse(500, b"internal error\n"))
+            bug = HttpResponse(500, b"internal error\n")
+            await _answer_if_possible(stream, conn, bug, head_only)
     finally:
         await trio.aclose_forcefully(stream)
 
@@ -174,32 +190,34 @@ async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> object
         conn.receive_data(data)
 
 
-async def _read_request(
-    stream: trio.SocketStream, conn: h11.Connection, limits: HttpLimits
-) -> HttpRequest | None:
-    """The next whole request, or ``None`` when the client closed the connection."""
+async def _read_head(
+    stream: trio.SocketStream, conn: h11.Connection
+) -> tuple[HttpRequest, int] | None:
+    """The next request's head (no body yet) and its size in bytes (request line and
+    header lines), or ``None`` when the client closed the connection."""
     event = await _next_event(stream, conn)
     if isinstance(event, h11.ConnectionClosed):
         return None
     if not isinstance(event, h11.Request):
         raise h11.RemoteProtocolError("expected a request", error_status_hint=400)
-    # h11 bounds only a head still arriving (max_incomplete_event_size); a whole head that
-    # came in one read is measured here, as its request line and header lines.
     head_bytes = len(event.method) + len(event.target) + sum(
         len(name) + len(value) + 4 for name, value in event.headers
     )
-    if head_bytes > limits.max_head_bytes:
-        raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
     target = event.target.decode("latin-1")
     path, _, query = target.partition("?")
-    head = HttpRequest(
+    request = HttpRequest(
         method=event.method.decode("ascii", "replace"),
         path=unquote(path),
         query=query,
         headers=tuple((bytes(k), bytes(v)) for k, v in event.headers),
     )
-    if _is_websocket_upgrade(head):
-        return head
+    return request, head_bytes
+
+
+async def _read_body(
+    stream: trio.SocketStream, conn: h11.Connection, limits: HttpLimits, head: HttpRequest
+) -> HttpRequest:
+    """The request of ``head`` with its body."""
     declared = head.header(b"content-length")
     # h11 has checked that it is a number; more than the limit need not be read to refuse.
     if declared is not None and int(declared) > limits.max_body_bytes:
@@ -215,6 +233,15 @@ async def _read_request(
             return HttpRequest(head.method, head.path, head.query, head.headers, bytes(body))
         else:
             raise h11.RemoteProtocolError("unexpected end of request", error_status_hint=400)
+
+
+def _has_websocket_key(request: HttpRequest) -> bool:
+    """Exactly one ``Sec-WebSocket-Key``, 16 bytes in base64 (RFC 6455, 4.1)."""
+    keys = request.header_values(b"sec-websocket-key")
+    try:
+        return len(keys) == 1 and len(base64.b64decode(keys[0], validate=True)) == 16
+    except binascii.Error:
+        return False
 
 
 def _is_websocket_upgrade(request: HttpRequest) -> bool:
@@ -238,14 +265,19 @@ async def _upgrade(
     refusal = app.refuse_websocket(request)
     if refusal is not None:
         await _respond(stream, conn, refusal, close=True)
+        await _linger(stream)
         return
     handshake = H11Handshake(ConnectionType.SERVER)
     try:
+        if not _has_websocket_key(request):
+            raise WsHandshakeError("Sec-WebSocket-Key is not 16 bytes in base64")
         target = request.path + (f"?{request.query}" if request.query else "")
-        # Checks the upgrade's headers (key, version) and raises if they are wrong.
+        # Checks the upgrade's headers (version, ...) and raises if they are wrong; a header
+        # it reads as text that is not ASCII is a UnicodeDecodeError (a ValueError).
         handshake.initiate_upgrade_connection(list(request.headers), target)
-    except WsHandshakeError:
+    except (WsHandshakeError, ValueError):
         await _respond(stream, conn, HttpResponse(400, b"bad websocket upgrade\n"), close=True)
+        await _linger(stream)
         return
     await stream.send_all(handshake.send(AcceptConnection()))
     connection = handshake.connection
@@ -290,14 +322,14 @@ async def _respond(
 
 
 async def _answer_if_possible(
-    stream: trio.SocketStream, conn: h11.Connection, response: HttpResponse
+    stream: trio.SocketStream, conn: h11.Connection, response: HttpResponse, head_only: bool
 ) -> None:
     """An error answer, when h11 is still at a point where a response can be sent."""
     if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
     with trio.move_on_after(1.0):
         try:
-            await _respond(stream, conn, response, close=True)
+            await _respond(stream, conn, response, close=True, head_only=head_only)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             return
     await _linger(stream)
