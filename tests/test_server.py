@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -13,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
 
 from bridge.config import Secret
+from bridge.core.call import CallCore
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.signature import compute_signature
 from bridge.core.stats import CallCounters, CallStatistics
@@ -243,3 +245,23 @@ async def test_every_route_answers_wrong_methods_and_paths_in_one_line(
     assert nowhere.status_code == 404
     assert (bad_host.status_code, bad_host.text) == (400, "bad Host header\n")
     assert logs.errors == []
+
+
+async def test_an_ended_call_lets_its_core_go_and_keeps_its_final_counters(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    """The registry remembers recently ended calls (256): each must cost little."""
+    with trio.fail_after(30):
+        rig = await start_rig(nursery)
+        caller = rig.caller("listen:3")
+        nursery.start_soon(caller.run)
+        handle = await rig.server.registry.wait_for_call(caller.options.call_sid)
+        live_epoch = handle.barge_in_epoch
+        await handle.ended.wait()
+        await caller.wait_closed()
+    gc.collect()
+    cores = [o for o in gc.get_objects() if isinstance(o, CallCore)]
+    assert [core for core in cores if core.call_sid == handle.call_sid] == []
+    assert rig.server.registry.get(handle.call_sid) is handle
+    assert handle.barge_in_epoch == live_epoch
+    assert handle.statistics().frames_in > 100
