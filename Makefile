@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate
+bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-notes
 
 # Each benchmark writes JSON to out/ and its printed table to out/<name>.txt.
 bench-bargein: $(STAMP)
@@ -60,6 +60,12 @@ bench-vad: $(STAMP)
 bench-gate: $(STAMP)
 	mkdir -p out
 	$(BIN)/python -m bench.gate_cost --out out/bench-gate.json | tee out/bench-gate.txt
+
+# 1000 concurrent notes against a live call: answers, /healthz latency, audio gaps.
+.PHONY: bench-notes
+bench-notes: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.notes_burst --out out/bench-notes.json | tee out/bench-notes.txt
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache

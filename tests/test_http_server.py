@@ -186,3 +186,24 @@ async def test_a_bad_upgrade_is_a_400_never_a_traceback(
     assert answer is not None
     assert (answer.status, answer.body) == (400, b"bad websocket upgrade\n")
     assert logs.errors == []
+
+
+async def test_a_client_that_waits_on_the_network_holds_no_turn(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    """With one turn for the whole server, a client sending its head slowly (or reading
+    its answer slowly) still leaves the turn to everyone else."""
+    one_turn = HttpLimits(busy_connections=1)
+    with trio.fail_after(20):
+        _, port = await nursery.start(serve_http, EchoApp(), "127.0.0.1", 0, one_turn)
+        slow = await trio.open_tcp_stream("127.0.0.1", port)
+        async with slow:
+            await slow.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and then nothing, for now
+            started = trio.current_time()
+            answers = [await exchange(port, request("GET", "/")) for _ in range(3)]
+            served_in = trio.current_time() - started
+            await slow.send_all(b"\r\n")
+            slow_answer = await slow.receive_some(65536)
+    assert [a.status if a is not None else None for a in answers] == [200, 200, 200]
+    assert served_in < 1.0  # not after the slow client's 10 s request time
+    assert slow_answer.startswith(b"HTTP/1.1 200 ")

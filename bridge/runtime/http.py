@@ -62,6 +62,9 @@ class HttpLimits:
     request_timeout_s: float = 10.0
     """From the end of the previous response (or the connection) to the end of this request."""
     max_ws_message_chars: int = 1024 * 1024
+    busy_connections: int = 8
+    """Connections parsing or answering at once (see :class:`_HttpStream`); the others wait
+    their turn, without holding one while they wait on the network."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +122,67 @@ async def serve_http(
     bound = listeners[0].socket.getsockname()
     async with trio.open_nursery() as connections:
         task_status.started((host, int(bound[1])))
+        turns = trio.CapacityLimiter(limits.busy_connections)
         await trio.serve_listeners(
-            partial(_serve_connection, app, limits), listeners, handler_nursery=connections
+            partial(_serve_connection, app, limits, turns), listeners, handler_nursery=connections
         )
 
 
-async def _serve_connection(app: HttpApp, limits: HttpLimits, stream: trio.SocketStream) -> None:
+class _HttpStream:
+    """A connection's stream while it speaks HTTP, and its turn at the server's work.
+
+    Parsing and answering happen while holding one of the server's
+    :attr:`HttpLimits.busy_connections` turns; every wait on the network gives the turn
+    back. A burst of a thousand requests is then served a few at a time, and the tasks of
+    live calls run between those few: otherwise every one of them parses in the same
+    scheduling round, and a call's audio writer waits for the whole round (about 0.4 s for
+    1000 notes: gaps the caller hears). A slow client waits without a turn, so it cannot
+    hold one.
+    """
+
+    __slots__ = ("_held", "_turns", "socket")
+
+    def __init__(self, socket: trio.SocketStream, turns: trio.CapacityLimiter) -> None:
+        self.socket = socket
+        """The stream itself (the WebSocket of an accepted upgrade reads it without turns)."""
+        self._turns = turns
+        self._held = False
+
+    async def _take(self) -> None:
+        await self._turns.acquire()
+        self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._turns.release()
+            self._held = False
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        self.give_back()
+        try:
+            return bytes(await self.socket.receive_some(max_bytes))
+        finally:
+            await self._take()
+
+    async def send_all(self, data: bytes) -> None:
+        self.give_back()
+        try:
+            await self.socket.send_all(data)
+        finally:
+            await self._take()
+
+    async def send_eof(self) -> None:
+        self.give_back()
+        try:
+            await self.socket.send_eof()
+        finally:
+            await self._take()
+
+
+async def _serve_connection(
+    app: HttpApp, limits: HttpLimits, turns: trio.CapacityLimiter, socket: trio.SocketStream
+) -> None:
+    stream = _HttpStream(socket, turns)
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
     upgraded = False
     head_only = False
@@ -171,14 +229,15 @@ async def _serve_connection(app: HttpApp, limits: HttpLimits, stream: trio.Socke
             bug = HttpResponse(500, b"internal error\n")
             await _answer_if_possible(stream, conn, bug, head_only)
     finally:
-        await trio.aclose_forcefully(stream)
+        stream.give_back()
+        await trio.aclose_forcefully(socket)
 
 
 class _TooLarge(Exception):
     """The request body is over the limit."""
 
 
-async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> object:
+async def _next_event(stream: _HttpStream, conn: h11.Connection) -> object:
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
@@ -191,7 +250,7 @@ async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> object
 
 
 async def _read_head(
-    stream: trio.SocketStream, conn: h11.Connection
+    stream: _HttpStream, conn: h11.Connection
 ) -> tuple[HttpRequest, int] | None:
     """The next request's head (no body yet) and its size in bytes (request line and
     header lines), or ``None`` when the client closed the connection."""
@@ -215,7 +274,7 @@ async def _read_head(
 
 
 async def _read_body(
-    stream: trio.SocketStream, conn: h11.Connection, limits: HttpLimits, head: HttpRequest
+    stream: _HttpStream, conn: h11.Connection, limits: HttpLimits, head: HttpRequest
 ) -> HttpRequest:
     """The request of ``head`` with its body."""
     declared = head.header(b"content-length")
@@ -258,7 +317,7 @@ def _is_websocket_upgrade(request: HttpRequest) -> bool:
 async def _upgrade(
     app: HttpApp,
     limits: HttpLimits,
-    stream: trio.SocketStream,
+    stream: _HttpStream,
     conn: h11.Connection,
     request: HttpRequest,
 ) -> None:
@@ -283,8 +342,9 @@ async def _upgrade(
     connection = handshake.connection
     assert connection is not None  # set by the accept just sent
     received, _closed = conn.trailing_data
+    stream.give_back()  # from here on this is a call: its reader reads the socket itself
     ws = WebSocket(
-        stream, connection, max_message_chars=limits.max_ws_message_chars, received=received
+        stream.socket, connection, max_message_chars=limits.max_ws_message_chars, received=received
     )
     try:
         await app.websocket(request, ws)
@@ -310,7 +370,7 @@ def _response_events(
 
 
 async def _respond(
-    stream: trio.SocketStream,
+    stream: _HttpStream,
     conn: h11.Connection,
     response: HttpResponse,
     *,
@@ -322,7 +382,7 @@ async def _respond(
 
 
 async def _answer_if_possible(
-    stream: trio.SocketStream, conn: h11.Connection, response: HttpResponse, head_only: bool
+    stream: _HttpStream, conn: h11.Connection, response: HttpResponse, head_only: bool
 ) -> None:
     """An error answer, when h11 is still at a point where a response can be sent."""
     if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
@@ -335,7 +395,7 @@ async def _answer_if_possible(
     await _linger(stream)
 
 
-async def _linger(stream: trio.SocketStream) -> None:
+async def _linger(stream: _HttpStream) -> None:
     """Shut our side down, then drop what the client still sends, for a bounded while."""
     dropped = 0
     with trio.move_on_after(LINGER_S):
