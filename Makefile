@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint layers typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate clean
+.PHONY: install demo test lint layers typecheck unit fuzz bench bench-bargein bench-cutoff bench-vad bench-gate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+## The fuzz suite of the outside surface at full size (`make test` runs it at a quick size).
+fuzz: $(STAMP)
+	BRIDGE_FUZZ=full $(BIN)/pytest tests/fuzz_surface.py tests/fuzz_upstream.py \
+		--hypothesis-show-statistics
+	cat out/fuzz-surface.json
 
 bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-notes
 
