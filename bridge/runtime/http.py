@@ -20,7 +20,9 @@ HTTP/1.0, a refused upgrade): our side is shut down and what the client still se
 read and dropped for a moment (:data:`LINGER_S`, :data:`LINGER_BYTES`), so the answer is
 not lost to a TCP reset while the client is still writing.
 
-``HEAD`` is answered like ``GET`` without the body (the app sees ``HEAD``).
+``HEAD`` is answered like ``GET`` without the body (the app sees ``HEAD``). At most
+:attr:`HttpLimits.busy_connections` connections parse or answer at once (see
+:class:`_HttpStream`), so a burst of requests never holds up the calls' audio tasks.
 """
 
 from __future__ import annotations
