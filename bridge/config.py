@@ -20,6 +20,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, overload
 from urllib.parse import parse_qs, urlsplit
 
@@ -310,6 +311,27 @@ class Url(Parser[str]):
 
 
 @dataclass(frozen=True, slots=True)
+class WavFile(Parser[str]):
+    """The path of a readable WAV file (read once here, so a bad one stops the start)."""
+
+    @property
+    def allowed(self) -> str:
+        return "the path of a readable PCM or μ-law WAV file"
+
+    def parse(self, text: str) -> str:
+        # Imported here: the audio package is only needed when the setting is given.
+        from bridge.audio.wavio import read_wav
+
+        try:
+            samples, _rate = read_wav(Path(text))
+        except (OSError, EOFError, ValueError) as exc:
+            raise ValueError(text) from exc
+        if not len(samples):
+            raise ValueError(text)
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class Words(Parser[tuple[str, ...]]):
     """A comma-separated list of words or phrases, each stripped; empty items are skipped."""
 
@@ -567,9 +589,52 @@ class BridgeConfig:
     """Bound on the upstream handshake, and separately on its session confirmation."""
     max_call_s: float = setting(
         "BRIDGE_MAX_CALL_S",
-        Float(1.0, 3600.0, "seconds"),
-        3540.0,
-        "Call length limit, under the Realtime 60-minute session cap.",
+        Float(1.0, 86400.0, "seconds"),
+        14400.0,
+        "The call's own length limit (the upstream session is renewed before its cap).",
+    )
+    session_recycle_s: float = setting(
+        "BRIDGE_SESSION_RECYCLE_S",
+        Float(60.0, 3540.0, "seconds"),
+        3300.0,
+        "Replace the upstream session at a turn boundary after this long (the service caps a session at 60 minutes).",
+    )
+    reconnect_attempts: int = setting(
+        "BRIDGE_RECONNECT_ATTEMPTS",
+        Int(0, 10),
+        3,
+        "Upstream connections tried within `BRIDGE_RECONNECT_WINDOW_S` when the upstream is lost; 0: a lost upstream ends the call.",
+    )
+    reconnect_window_s: float = setting(
+        "BRIDGE_RECONNECT_WINDOW_S",
+        Float(1.0, 300.0, "seconds"),
+        10.0,
+        "The window of the reconnect budget; once it is spent the TwiML fallback plays.",
+    )
+    comfort_after_ms: int = setting(
+        "BRIDGE_COMFORT_AFTER_MS",
+        Int(100, 10000, "ms"),
+        700,
+        "While the upstream heals: silence at the caller before the hold phrase plays (once).",
+    )
+    hold_audio_wav: str | None = setting(
+        "BRIDGE_HOLD_AUDIO_WAV",
+        WavFile(),
+        None,
+        "The hold phrase the caller hears while the upstream heals or a reply is late.",
+        unset_means='the shipped "One moment, please."',
+    )
+    reply_timeout_ms: int = setting(
+        "BRIDGE_REPLY_TIMEOUT_MS",
+        Int(500, 30000, "ms"),
+        3000,
+        "The caller's turn ended and no reply started: one nudge to the model, then the hold phrase.",
+    )
+    media_timeout_s: float = setting(
+        "BRIDGE_MEDIA_TIMEOUT_S",
+        Float(3.0, 600.0, "seconds"),
+        10.0,
+        "Twilio's socket open but no caller audio for this long: the call ends with the fallback.",
     )
     log_format: LogFormat = setting(
         "BRIDGE_LOG_FORMAT",

@@ -61,7 +61,7 @@ class FakeTwilioRest:
             self.status, b'{"sid": "CA", "status": "completed"}', "application/json"
         )
 
-    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+    async def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
         return HttpResponse(404, b"not found\n")
 
     async def websocket(self, request: HttpRequest, ws: WebSocket) -> None:

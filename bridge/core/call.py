@@ -32,6 +32,7 @@ from bridge.core import twilio
 from bridge.core.actions import (
     Action,
     BargeIn,
+    DropUpstream,
     EndCall,
     LocalAction,
     Log,
@@ -43,8 +44,10 @@ from bridge.core.actions import (
 )
 from bridge.core.cancelled import CancelledResponses
 from bridge.core.codec import UpstreamCodec
+from bridge.core.conversation import Conversation
 from bridge.core.ending import CallEnd, EndReason
-from bridge.core.gate import GateStage
+from bridge.core.gate import GateStage, Released
+from bridge.core.inputclock import InputClock
 from bridge.core.notes import Note, NoteBook, NoteDisposition
 from bridge.core.playout import (
     BYTES_PER_MS,
@@ -58,13 +61,21 @@ from bridge.core.realtime_client import (
     ClientEvent,
     ItemDelete,
     ItemTruncate,
+    ReplayMessage,
     ResponseCancel,
     ResponseCreate,
     SessionSettings,
     SessionUpdate,
     SystemMessage,
 )
-from bridge.core.records import BargeInResumed, ResponseFinished, report
+from bridge.core.records import (
+    BargeInResumed,
+    ResponseFinished,
+    SessionRecycled,
+    UpstreamLost,
+    UpstreamRestored,
+    report,
+)
 from bridge.core.state import (
     ConversationState,
     Created,
@@ -74,6 +85,14 @@ from bridge.core.state import (
     SessionPhase,
 )
 from bridge.core.stats import CallCounters, CallStatistics
+from bridge.core.watchdogs import (
+    MediaDue,
+    MediaWatch,
+    Outage,
+    ReplyDue,
+    ReplyWatch,
+    ResponseWatch,
+)
 
 FastBargeIn = Literal["off", "duck"]
 
@@ -92,6 +111,18 @@ APPEND_BATCH_MS = 100
 """While the gate is closed (no turn can be starting or ending), the silence it releases
 goes upstream in appends of this much, ms, instead of one per 20 ms frame; the first frame
 of speech sends what waits at once, ahead of itself."""
+HOLD_WHILE_AWAY_MS = 3000
+"""Caller audio kept while no session is ready (set-up, a reconnect, a recycle), ms: it goes
+to the session when it is ready, newest kept (older audio is dropped and counted; the model
+hears what the caller said just before, never seconds of stale audio)."""
+LOCAL_ITEM_PREFIX = "local_"
+"""Item ids of audio the bridge plays itself (the hold phrase): never truncated upstream."""
+RESPONSE_STALL_S = 5.0
+"""A response with no event for this long (and no ``response.done``) has stopped streaming."""
+MEDIA_STALL_S = 2.0
+"""No caller media for this long while Twilio's socket is open: counted and logged."""
+HOLD_PHRASE_AFTER_NUDGE_S = 1.5
+"""After a nudge, how much longer the reply may take before the caller hears the phrase."""
 CANCELLED_MAX = 64
 CANCELLED_MAX_AGE_S = 300.0
 """Cancelled responses remembered (count and age): late deltas of any of them are dropped."""
@@ -115,6 +146,14 @@ class CoreSettings:
     gate_enabled: bool
     log_transcripts: bool
     """Log what the caller and the AI said at INFO (personal data)."""
+    comfort_after_ms: int
+    """While the upstream heals: silence at the caller before the hold phrase plays, ms."""
+    reply_timeout_ms: int
+    """The caller's turn ended: how long a reply may take to start before a nudge, ms."""
+    media_timeout_s: float
+    """No caller media for this long while Twilio's socket is open ends the call, s."""
+    hold_audio: bytes
+    """The hold phrase ("One moment, please"), μ-law at 8 bytes/ms."""
     max_queued_ms: int = MAX_QUEUED_MS
     """Not a user setting: the local TX queue cap (tests make it small)."""
 
@@ -140,21 +179,41 @@ class TxIdle:
 TxDecision = TxSend | TxWait | TxIdle
 
 
+def _resume_instructions(cut_text: str) -> str:
+    """The one instruction a new session gets when the AI was cut off mid-reply."""
+    heard = f' The caller last heard you say: "{cut_text[-300:]}".' if cut_text else ""
+    return (
+        "A technical problem cut off your previous reply." + heard + " Say in a few words that "
+        "you were cut off, then finish that reply briefly."
+    )
+
+
 class CallCore:
     """All state of one call and every decision about it. Not thread-safe; no I/O."""
 
     __slots__ = (
         "_cancelled",
         "_codec",
+        "_conversation",
         "_counters",
         "_event_seq",
+        "_foreign_items",
         "_gate",
+        "_hold_queued",
+        "_holds",
+        "_input_clock",
         "_late_items",
+        "_media_watch",
         "_notes",
+        "_outage",
         "_pacer",
+        "_reply_watch",
+        "_response_watch",
+        "_session_opened_at",
         "_session_update_id",
-        "_silence_unsent",
+        "_sessions",
         "_state",
+        "_unsent",
         "call_sid",
         "ledger",
         "settings",
@@ -183,8 +242,26 @@ class CallCore:
         self._cancelled = CancelledResponses(CANCELLED_MAX, CANCELLED_MAX_AGE_S)
         self._notes = NoteBook.with_negations(settings.negations)
         self._session_update_id: str | None = None
-        self._silence_unsent: list[bytes] = []
-        """Silence the closed gate released, not yet appended (under APPEND_BATCH_MS)."""
+        self._sessions = 0
+        """Upstream sessions opened in this call (more than one after a reconnect/recycle)."""
+        self._session_opened_at = now
+        self._input_clock = InputClock()
+        """The current session's input-audio clock (each session starts its own at 0)."""
+        self._unsent: list[Released] = []
+        """Caller audio released by the gate, not yet appended: under APPEND_BATCH_MS of a
+        closed gate's silence, or up to HOLD_WHILE_AWAY_MS while no session is ready."""
+        self._conversation = Conversation()
+        self._outage: Outage | None = None
+        self._foreign_items: set[str] = set()
+        """Items of an earlier session still in the ledger: played, never truncated."""
+        self._holds = 0
+        """Hold phrases queued so far (their item ids are numbered)."""
+        self._hold_queued = False
+        self._reply_watch = ReplyWatch(
+            settings.reply_timeout_ms / 1000.0, HOLD_PHRASE_AFTER_NUDGE_S
+        )
+        self._response_watch = ResponseWatch(RESPONSE_STALL_S)
+        self._media_watch = MediaWatch(MEDIA_STALL_S, settings.media_timeout_s, last_at=now)
         self._late_items: dict[str, list[str]] = {}
         """Items of an already-cancelled response that appeared late: deleted at its done."""
         self._event_seq = 0
@@ -261,7 +338,15 @@ class CallCore:
             case twilio.Media():
                 self._counters.frames_in += 1
                 self._gate.note_caller_time(ev.timestamp_ms, now)
-                return [QueueCallerAudio(ev)]
+                stalled_s = self._media_watch.frame(now)
+                if stalled_s is None:
+                    return [QueueCallerAudio(ev)]
+                return [
+                    QueueCallerAudio(ev),
+                    Log(
+                        "INFO", "TWILIO_MEDIA_RESUMED", f"caller media back after {stalled_s:.1f} s"
+                    ),
+                ]
             case twilio.Mark():
                 return self._on_mark(ev.name, now)
             case twilio.Stop():
@@ -310,22 +395,42 @@ class CallCore:
     def on_caller_frames(self, frames: Sequence[twilio.Media], now: float) -> list[Action]:
         """Caller frames taken together by the gate stage, in order: their logs and any local
         barge-in first, then one ``input_audio_buffer.append`` with everything released
-        (while the gate is closed, once :data:`APPEND_BATCH_MS` of silence has gathered)."""
+        (while the gate is closed, once :data:`APPEND_BATCH_MS` of silence has gathered;
+        while no session is ready, the audio waits, up to :data:`HOLD_WHILE_AWAY_MS`)."""
         actions: list[Action] = []
-        released = self._silence_unsent
         for frame in frames:
             result = self._gate.process(frame, barge_in_active=self.barge_in_active)
             actions.extend(result.logs)
-            released.extend(result.released)
+            self._unsent.extend(result.released)
             if result.onset:
                 actions.extend(self.on_local_onset(now))
-        if self._gate.closed and sum(map(len, released)) < APPEND_BATCH_MS * BYTES_PER_MS:
+        if not self.session_ready:
+            self._keep_newest_unsent()
             return actions
-        self._silence_unsent = []
-        append = self._codec.append(released)
+        if self._gate.closed and self._unsent_ms() < APPEND_BATCH_MS:
+            return actions
+        append = self._append_unsent()
         if append is not None:
-            actions.append(SendUpstream(append))
+            actions.append(append)
         return actions
+
+    def _unsent_ms(self) -> int:
+        return sum(len(r.audio) for r in self._unsent) // BYTES_PER_MS
+
+    def _keep_newest_unsent(self) -> None:
+        dropped = 0
+        while self._unsent and self._unsent_ms() > HOLD_WHILE_AWAY_MS:
+            dropped += len(self._unsent.pop(0).audio)
+        self._counters.caller_audio_dropped_ms += dropped // BYTES_PER_MS
+
+    def _append_unsent(self) -> SendUpstream | None:
+        """One append of every released frame not yet sent, on the session's input clock."""
+        unsent, self._unsent = self._unsent, []
+        for released in unsent:
+            self._input_clock.on_appended(released.timestamp_ms, len(released.audio) / BYTES_PER_MS)
+        self._counters.frames_upstream += len(unsent)
+        append = self._codec.append([r.audio for r in unsent])
+        return None if append is None else SendUpstream(append)
 
     def on_caller_stream_end(
         self, frames: Sequence[twilio.Media], now: float
@@ -335,27 +440,86 @@ class CallCore:
         audio is lost (no barge-in can start any more: onsets are not acted on)."""
         if not self.session_ready:
             return None
-        released, self._silence_unsent = self._silence_unsent, []
         for frame in frames:
-            released.extend(self._gate.process(frame, barge_in_active=False).released)
-        released.extend(self._gate.flush())
-        append = self._codec.append(released)
-        return None if append is None else SendUpstream(append)
+            self._unsent.extend(self._gate.process(frame, barge_in_active=False).released)
+        self._unsent.extend(self._gate.flush())
+        return self._append_unsent()
 
     # -- upstream lifecycle ---------------------------------------------------------------
 
+    @property
+    def at_turn_boundary(self) -> bool:
+        """Nobody holds the turn: no response, nothing playing or queued, the caller not
+        speaking, no reply owed. A session can be replaced here without anyone hearing it."""
+        return (
+            self._state.may_create_response
+            and not self.ai_speaking
+            and not self._gate.voice
+            and self._reply_watch.owed_since is None
+        )
+
     def on_upstream_open(self, now: float) -> list[Action]:
-        """The Realtime socket is open: configure the session at once (GA shape)."""
+        """A Realtime socket is open: the first session, one replacing a lost session, or
+        one replacing a session at a turn boundary (a recycle). Configure it at once."""
+        actions: list[Action] = []
+        if self._state.phase is SessionPhase.READY:
+            self._counters.sessions_recycled += 1
+            self._foreign_items |= set(self.ledger.items)
+            age_s = now - self._session_opened_at
+            self._state.session(SessionEvent.REPLACED)
+            actions.append(report("INFO", SessionRecycled(session_age_s=round(age_s, 1))))
+        elif self._state.phase is SessionPhase.LOST:
+            self._state.session(SessionEvent.REPLACED)
+        self._sessions += 1
+        self._session_opened_at = now
+        self._input_clock = InputClock()
         self._state.session(SessionEvent.OPENED)
         self._session_update_id = self._event_id("session")
-        return [SendUpstream(SessionUpdate(self._session_update_id, self.settings.session))]
+        actions.append(SendUpstream(SessionUpdate(self._session_update_id, self.settings.session)))
+        return actions
+
+    def on_reconnect_attempt(self) -> None:
+        """The runtime is about to try a new upstream connection during an outage."""
+        self._counters.reconnect_attempts += 1
+        if self._outage is not None:
+            self._outage.attempts += 1
+
+    def on_upstream_lost(self, now: float, end: CallEnd) -> list[LocalAction]:
+        """The session is gone (closed, stalled, stopped streaming); the call heals. Audio
+        already received keeps playing; the caller's audio waits for the next session."""
+        if self._state.phase in (SessionPhase.LOST, SessionPhase.CLOSED):
+            return []
+        active = self._state.active
+        cut_item = self._last_item_of(active.response_id) if active is not None else None
+        self._state.lose()
+        self._counters.upstream_losses += 1
+        self._foreign_items |= set(self.ledger.items)
+        self._response_watch.done()
+        self._late_items.clear()
+        if self._outage is None:
+            # The caller's line falls silent once what Twilio holds and what is queued here
+            # has played; the hold phrase comes `comfort_after_ms` after that.
+            silent_at = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000.0
+            self._outage = Outage(
+                lost_at=now,
+                reason=end,
+                mid_reply=active is not None,
+                cut_text=self._conversation.heard_text_of(cut_item) if cut_item else "",
+                comfort_at=silent_at + self.settings.comfort_after_ms / 1000.0,
+            )
+        record = UpstreamLost(end.reason.value, end.detail, mid_reply=active is not None)
+        return [report("WARNING", record)]
+
+    def _last_item_of(self, response_id: str) -> str | None:
+        items = [i.item_id for i in self.ledger.items.values() if i.response_id == response_id]
+        return items[-1] if items else None
 
     def on_call_ending(self) -> None:
         """The call is being torn down: nothing may start from here on."""
         if self._state.phase is not SessionPhase.CLOSED:
             self._state.session(SessionEvent.CLOSED)
 
-    def _on_session_updated(self, ev: rt.SessionUpdated) -> list[Action]:
+    def _on_session_updated(self, ev: rt.SessionUpdated, now: float) -> list[Action]:
         want = self.settings.session.audio_format
         want_rate = 24000 if want == "audio/pcm" else None
         confirmed = (
@@ -376,8 +540,45 @@ class CallCore:
         actions: list[Action] = [
             Log("INFO", "SESSION_READY", f"upstream confirmed {want} both ways", {"format": want})
         ]
-        if self.settings.greeting:
-            actions.append(self._request_response(self.settings.greeting))
+        return actions + self._take_over(now)
+
+    def _take_over(self, now: float) -> list[Action]:
+        """A session just became ready: give it the conversation (notes only, the first
+        time), the caller audio that waited for it, then the turn the call is in."""
+        replay = self._conversation.replay()
+        actions: list[Action] = [
+            SendUpstream(ReplayMessage(self._event_id("replay"), entry.role, entry.text))
+            for entry in replay
+        ]
+        held = self._append_unsent()
+        if held is not None:
+            actions.append(held)
+        caller_speaking = self._gate.voice or self.barge_in_active
+        outage, self._outage = self._outage, None
+        if self._sessions == 1:
+            if self.settings.greeting:
+                actions.append(self._request_response(self.settings.greeting))
+        elif outage is not None:
+            self._counters.upstream_restores += 1
+            resume = outage.mid_reply and not caller_speaking and self._state.may_create_response
+            record = UpstreamRestored(
+                gap_ms=round((now - outage.lost_at) * 1000.0, 1),
+                attempts=outage.attempts,
+                replayed_items=len(replay),
+                resumed_reply=resume,
+            )
+            actions.append(report("INFO", record))
+            if resume:
+                actions.append(self._request_response(_resume_instructions(outage.cut_text)))
+        if (
+            not caller_speaking
+            and self._reply_watch.owed_since is not None
+            and self._state.may_create_response
+        ):
+            # The caller's turn ended while no session could answer it.
+            actions.append(self._request_response())
+        elif self._state.take_deferred():
+            actions.append(self._request_response())
         return actions
 
     # -- Realtime events ------------------------------------------------------------------
@@ -400,17 +601,24 @@ class CallCore:
             case rt.TranscriptDelta():
                 if ev.response_id in self._cancelled:
                     self._counters.late_transcripts_dropped += 1
+                else:
+                    self._response_watch.event(ev.response_id, now)
+                    self._conversation.assistant_text(ev.item_id, ev.delta)
                 return []
             case rt.SpeechStarted():
+                self._reply_watch.settle()
                 return self._on_speech_started(ev, now)
             case rt.SpeechStopped():
+                self._conversation.caller_turn(ev.item_id)
+                self._reply_watch.owe(now)
                 return self._on_speech_stopped(ev)
             case rt.ResponseCreated():
                 return self._on_response_created(ev, now)
             case rt.OutputItemAdded():
-                return self._on_output_item_added(ev)
+                return self._on_output_item_added(ev, now)
             case rt.AudioDone():
                 if ev.response_id not in self._cancelled:
+                    self._response_watch.event(ev.response_id, now)
                     self.ledger.audio_done(ev.item_id)
                     return [WakeTx()]
                 return []
@@ -421,7 +629,7 @@ class CallCore:
             case rt.ErrorEvent():
                 return self._on_error(ev)
             case rt.SessionUpdated():
-                return self._on_session_updated(ev)
+                return self._on_session_updated(ev, now)
             case rt.SessionCreated():
                 return [Log("DEBUG", "SESSION_CREATED", f"upstream session {ev.session_id}")]
             case rt.ItemTruncated():
@@ -431,6 +639,8 @@ class CallCore:
             case rt.TranscriptDone():
                 if ev.response_id in self._cancelled:
                     return []
+                self._response_watch.event(ev.response_id, now)
+                self._conversation.assistant_said(ev.item_id, ev.transcript)
                 return [
                     Log(
                         self._transcript_level,
@@ -468,6 +678,12 @@ class CallCore:
             return []
         counters.audio_deltas += 1
         counters.audio_ms_received += len(ev.audio) // BYTES_PER_MS
+        self._reply_watch.settle()
+        self._response_watch.event(ev.response_id, now)
+        if self._hold_queued:
+            # The model speaks again: what is left of the hold phrase is not played.
+            self.ledger.drop_queued_items(LOCAL_ITEM_PREFIX)
+            self._hold_queued = False
         active = self._state.active
         if active is not None and active.response_id == ev.response_id:
             active.audio_bytes += len(ev.audio)
@@ -482,12 +698,14 @@ class CallCore:
             ]
         return [WakeTx()]
 
-    def _on_output_item_added(self, ev: rt.OutputItemAdded) -> list[Action]:
+    def _on_output_item_added(self, ev: rt.OutputItemAdded, now: float) -> list[Action]:
         if ev.role != "assistant" or ev.item_type != "message":
             return []
         if ev.response_id in self._cancelled:
             self._late_items.setdefault(ev.response_id, []).append(ev.item_id)
         else:
+            self._response_watch.event(ev.response_id, now)
+            self._conversation.assistant_item(ev.item_id)
             self.ledger.track_item(ev.response_id, ev.item_id)
         return []
 
@@ -506,10 +724,13 @@ class CallCore:
                 ),
             ]
         self._counters.responses += 1
+        self._response_watch.active(ev.response_id, now)
         return [Log("DEBUG", "RESPONSE_CREATED", ev.response_id)]
 
     def _on_response_done(self, ev: rt.ResponseDone, now: float) -> list[Action]:
         actions: list[Action] = []
+        if ev.response_id == self._response_watch.response_id:
+            self._response_watch.done()
         active = self._state.done(ev.response_id)
         if active is not None:
             first_ms = (
@@ -545,6 +766,7 @@ class CallCore:
         return [Log("INFO", "BARGE_IN_END", f"caller utterance ended at {ev.audio_end_ms} ms")]
 
     def _on_input_transcript(self, ev: rt.InputTranscript) -> list[Action]:
+        self._conversation.caller_said(ev.item_id, ev.transcript)
         released, discarded = self._notes.on_caller_transcript(ev.transcript)
         actions: list[Action] = [
             Log(self._transcript_level, "CALLER_SAID", repr(ev.transcript), {"item_id": ev.item_id})
@@ -613,16 +835,53 @@ class CallCore:
 
     def next_deadline(self) -> float | None:
         """Trio time of the next timer the core needs (:meth:`on_timer`), if any."""
+        deadlines = [
+            self._reply_watch.deadline(),
+            self._response_watch.deadline(),
+            self._media_watch.deadline(),
+        ]
         duck = self._state.duck_state
         if duck is not None:
-            return duck.started_at + self.settings.confirm_window_ms / 1000.0
-        return None
+            deadlines.append(duck.started_at + self.settings.confirm_window_ms / 1000.0)
+        if self._outage is not None and not self._outage.comforted:
+            deadlines.append(self._outage.comfort_at)
+        return min((d for d in deadlines if d is not None), default=None)
 
-    def on_timer(self, now: float) -> list[LocalAction]:
+    def on_timer(self, now: float) -> list[Action]:
+        """Whatever of the call's timers is due at ``now`` (see :mod:`bridge.core.watchdogs`)."""
         self._cancelled.expire(now)
+        actions: list[Action] = []
         duck = self._state.duck_state
-        if duck is None or now < duck.started_at + self.settings.confirm_window_ms / 1000.0:
-            return []
+        if duck is not None and now >= duck.started_at + self.settings.confirm_window_ms / 1000.0:
+            actions += self._resume_held(duck)
+        if self._outage is not None and self._outage.comfort_due(now):
+            actions += self._play_hold_phrase("the upstream is healing")
+        match self._reply_watch.due(now):
+            case ReplyDue.NUDGE if self.session_ready and self._state.may_create_response:
+                self._counters.reply_nudges += 1
+                actions.append(Log("INFO", "REPLY_NUDGE", "no reply started: asking again"))
+                actions.append(self._request_response())
+            case ReplyDue.HOLD_PHRASE if not self.ai_speaking:
+                actions += self._play_hold_phrase("the reply is late")
+            case _:
+                pass  # nothing due, or the turn moved on meanwhile
+        if self._response_watch.stalled(now):
+            detail = f"no event of the response for {RESPONSE_STALL_S:g} s"
+            actions.append(DropUpstream(CallEnd(EndReason.OPENAI_RESPONSE_STALL, detail)))
+        match self._media_watch.due(now):
+            case MediaDue.STALL:
+                self._counters.media_stalls += 1
+                actions.append(
+                    Log("WARNING", "TWILIO_MEDIA_STALL", f"no caller media for {MEDIA_STALL_S:g} s")
+                )
+            case MediaDue.TIMEOUT:
+                detail = f"no caller media for {self.settings.media_timeout_s:g} s"
+                actions.append(EndCall(CallEnd(EndReason.TWILIO_MEDIA_TIMEOUT, detail)))
+            case None:
+                pass
+        return actions
+
+    def _resume_held(self, duck: Duck) -> list[Action]:
         # No server confirmation: a cough, a door, an "mm-hm". Resume where playout stopped.
         self._state.resume()
         self.ledger.resume(list(duck.held))
@@ -632,6 +891,18 @@ class CallCore:
             WakeTx(),
             report("INFO", BargeInResumed(self.settings.confirm_window_ms, held_ms)),
         ]
+
+    def _play_hold_phrase(self, why: str) -> list[Action]:
+        """Queue the hold phrase as audio of the bridge's own (never truncated upstream)."""
+        if not self.settings.hold_audio:
+            return []
+        self._holds += 1
+        item_id = f"{LOCAL_ITEM_PREFIX}hold_{self._holds}"
+        self.ledger.add_audio(f"{LOCAL_ITEM_PREFIX}response", item_id, self.settings.hold_audio)
+        self.ledger.audio_done(item_id)
+        self._hold_queued = True
+        self._counters.hold_phrases += 1
+        return [WakeTx(), Log("INFO", "HOLD_PHRASE", f"the caller hears the hold phrase: {why}")]
 
     def on_clear_written(self, now: float) -> None:
         """A barge-in's Twilio ``clear`` was written at Trio time ``now``."""
@@ -673,9 +944,9 @@ class CallCore:
     ) -> BargeIn:
         """The hard barge-in: clear, flush, cancel, truncate/delete, drop late audio.
 
-    It is triggered by the server's ``speech_started`` (directly, or confirming a local
-    one), so the server has already cancelled the active response when ``interrupt_response``
-    is on (the default): the bridge then sends no ``response.cancel`` of its own."""
+        It is triggered by the server's ``speech_started`` (directly, or confirming a local
+        one), so the server has already cancelled the active response when ``interrupt_response``
+        is on (the default): the bridge then sends no ``response.cancel`` of its own."""
         clear: str | None = None
         unplayed_ms = 0
         flushed = self.ledger.flush_queue()
@@ -705,7 +976,18 @@ class CallCore:
         for item in list(self.ledger.items.values()):
             heard_ms = self.ledger.heard_bytes(item.item_id, now) // BYTES_PER_MS
             fully_heard = item.audio_done and heard_ms * BYTES_PER_MS >= item.received_bytes
+            if item.item_id.startswith(LOCAL_ITEM_PREFIX) or item.item_id in self._foreign_items:
+                # Not in this session's conversation: nothing to tell the model.
+                if not fully_heard and item.received_bytes:
+                    self._conversation.assistant_cut(
+                        item.item_id, heard_ms * BYTES_PER_MS / item.received_bytes
+                    )
+                self.ledger.finalize(item.item_id)
+                continue
             if not fully_heard:
+                self._conversation.assistant_cut(
+                    item.item_id, heard_ms * BYTES_PER_MS / max(1, item.received_bytes)
+                )
                 if heard_ms >= 1:
                     truncations.append(Truncation(item.item_id, heard_ms, item.received_ms))
                     upstream.append(
@@ -739,7 +1021,7 @@ class CallCore:
             truncations=tuple(truncations),
             deleted_item_ids=tuple(deleted),
             held=False,
-            caller_speech_ms=self._gate.input_clock.to_twilio_ms(audio_start_ms),
+            caller_speech_ms=self._input_clock.to_twilio_ms(audio_start_ms),
         )
 
     # -- application notes ----------------------------------------------------------------
@@ -762,6 +1044,12 @@ class CallCore:
         )
         if disposition is NoteDisposition.HOLD:
             return [Log("INFO", "NOTE_HELD", "note waits for the caller's confirmation")]
+        self._conversation.note(note.text)
+        if not self.session_ready:
+            # The next session gets it with the conversation (see _take_over).
+            if disposition is NoteDisposition.SEND_AND_RESPOND:
+                self._state.defer()
+            return [Log("INFO", "NOTE_QUEUED", "no session is ready: the note goes to the next")]
         actions: list[Action] = [SendUpstream(SystemMessage(self._event_id("note"), note.text))]
         self._counters.notes_sent += 1
         if disposition is NoteDisposition.SEND_SILENTLY:

@@ -396,6 +396,15 @@ class PlayoutLedger:
         """Put held frames back at the front of the queue, in order."""
         self.queue.extendleft(reversed(held))
 
+    def drop_queued_items(self, prefix: str) -> int:
+        """Drop the queued (not yet sent) audio of every item whose id starts with
+        ``prefix``; returns the frames dropped."""
+        kept = [f for f in self.queue if not f.item_id.startswith(prefix)]
+        dropped = len(self.queue) - len(kept)
+        if dropped:
+            self.queue = deque(kept)
+        return dropped
+
     def finalize(self, item_id: str) -> None:
         """Forget an item (truncated or deleted upstream)."""
         self.items.pop(item_id, None)

@@ -106,6 +106,18 @@ class SystemMessage:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayMessage:
+    """A message of an earlier session, given to a new one as text (``conversation.item
+    .create``): the caller's words as ``input_text``, the AI's as ``output_text`` (assistant
+    audio cannot be created)."""
+
+    TYPE: ClassVar[str] = "conversation.item.create"
+    event_id: str
+    role: Literal["user", "assistant", "system"]
+    text: str
+
+
 ClientEvent = (
     SessionUpdate
     | InputAudioAppend
@@ -114,6 +126,7 @@ ClientEvent = (
     | ItemTruncate
     | ItemDelete
     | SystemMessage
+    | ReplayMessage
 )
 
 
@@ -171,6 +184,19 @@ def _system_message(event: SystemMessage) -> dict[str, Any]:
     }
 
 
+def _replay_message(event: ReplayMessage) -> dict[str, Any]:
+    content_type = "output_text" if event.role == "assistant" else "input_text"
+    return {
+        "type": event.TYPE,
+        "event_id": event.event_id,
+        "item": {
+            "type": "message",
+            "role": event.role,
+            "content": [{"type": content_type, "text": event.text}],
+        },
+    }
+
+
 def _dumps(obj: dict[str, Any]) -> str:
     return orjson.dumps(obj).decode()
 
@@ -205,5 +231,7 @@ def encode(event: ClientEvent) -> str:
             )
         case SystemMessage():
             return _dumps(_system_message(event))
+        case ReplayMessage():
+            return _dumps(_replay_message(event))
         case _:
             assert_never(event)
