@@ -497,15 +497,22 @@ class CallCore:
         self._response_watch.done()
         self._late_items.clear()
         if self._outage is None:
-            # The caller's line falls silent once what Twilio holds and what is queued here
-            # has played; the hold phrase comes `comfort_after_ms` after that.
-            silent_at = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000.0
+            # The hold phrase comes `comfort_after_ms` into the caller's silence: once what
+            # Twilio holds and what is queued here has played, or, if the line is already
+            # quiet, counted from when it went quiet (the AI's last audio, or the end of the
+            # caller's turn a reply is owed for), but never before now.
+            if self.ai_speaking:
+                silent_since = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000
+            else:
+                owed = self._reply_watch.owed_since
+                silent_since = max(self._pacer.play_end_at, owed if owed is not None else now)
+            comfort_at = max(now, silent_since + self.settings.comfort_after_ms / 1000.0)
             self._outage = Outage(
                 lost_at=now,
                 reason=end,
                 mid_reply=active is not None,
                 cut_text=self._conversation.heard_text_of(cut_item) if cut_item else "",
-                comfort_at=silent_at + self.settings.comfort_after_ms / 1000.0,
+                comfort_at=comfort_at,
             )
         record = UpstreamLost(end.reason.value, end.detail, mid_reply=active is not None)
         return [report("WARNING", record)]
@@ -699,6 +706,9 @@ class CallCore:
         return [WakeTx()]
 
     def _on_output_item_added(self, ev: rt.OutputItemAdded, now: float) -> list[Action]:
+        if ev.item_type == "function_call":
+            # The model answers the turn by acting; the tool's own filler covers the wait.
+            self._reply_watch.settle()
         if ev.role != "assistant" or ev.item_type != "message":
             return []
         if ev.response_id in self._cancelled:

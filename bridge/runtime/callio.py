@@ -32,7 +32,7 @@ from bridge.core.actions import (
 from bridge.core.call import CallCore, TxSend, TxWait
 from bridge.core.ending import CallEnd
 from bridge.core.realtime_client import ClientEvent
-from bridge.core.records import BargeInReport, report
+from bridge.core.records import BargeInReport, UpstreamRestored, read_record, report
 from bridge.errors import UpstreamLost
 from bridge.logs import log_action, log_tagged
 from bridge.runtime.registry import NOTES_CHANNEL_SIZE, CallHandle, NoteRequest
@@ -140,6 +140,10 @@ def apply_local(io: CallIO, actions: Sequence[LocalAction]) -> None:
                 io.ring_doorbell()
             case Log():
                 log_action(action)
+                if action.tag == UpstreamRestored.TAG:
+                    record = read_record(UpstreamRestored, {"tag": action.tag, **action.fields})
+                    if record is not None:
+                        io.services.metrics.upstream_restored(record.gap_ms / 1000.0)
             case EndCall(end=end):
                 io.end(end)
             case QueueCallerAudio(media=media):
