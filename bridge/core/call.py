@@ -491,6 +491,8 @@ class CallCore:
             return []
         active = self._state.active
         cut_item = self._last_item_of(active.response_id) if active is not None else None
+        if cut_item is not None and not self.ledger.items[cut_item].audio_done:
+            self._conversation.assistant_lost(cut_item, self.ledger.items[cut_item].received_ms)
         self._state.lose()
         self._counters.upstream_losses += 1
         self._foreign_items |= set(self.ledger.items)

@@ -15,6 +15,11 @@ truncation); an item the caller heard nothing of is dropped. The cut is proporti
 time and moved back to a word boundary: the transcript is not aligned to the audio, so it
 is an estimate, erring toward fewer words.
 
+When a session is lost mid-reply, the audio already received still plays, and nothing more
+of the item will: its text is cut at the share of it that audio can carry at
+:data:`SPEECH_CHARS_PER_S` (the transcript may run ahead of the audio; it is never
+lengthened).
+
 The replay is bounded: the newest entries, at most :data:`MAX_REPLAY_ITEMS` and
 :data:`MAX_REPLAY_CHARS` characters (about a quarter as many tokens), oldest dropped first.
 """
@@ -27,6 +32,8 @@ from typing import Literal
 
 Role = Literal["user", "assistant", "system"]
 
+SPEECH_CHARS_PER_S = 15.0
+"""A speaking rate of about 150 words per minute, in transcript characters per second."""
 MAX_REPLAY_ITEMS = 64
 MAX_REPLAY_CHARS = 12_000
 _KEPT_ENTRIES = 256
@@ -108,6 +115,15 @@ class Conversation:
         if entry is None or entry.role != "assistant":
             return
         entry.heard_fraction = min(entry.heard_fraction, heard_fraction)
+
+    def assistant_lost(self, item_id: str, received_ms: int) -> None:
+        """The session was lost while item ``item_id`` streamed, after ``received_ms`` of its
+        audio: the caller will hear that much, no more."""
+        entry = self._by_item.get(item_id)
+        if entry is None or entry.role != "assistant" or not entry.text:
+            return
+        carried = received_ms / 1000.0 * SPEECH_CHARS_PER_S
+        self.assistant_cut(item_id, min(1.0, carried / len(entry.text)))
 
     def note(self, text: str) -> None:
         self._add(Entry("system", None, text))

@@ -100,6 +100,8 @@ class MediaWatch:
     timeout_s: float
     last_at: float
     stalled: bool = False
+    timed_out: bool = False
+    """The timeout fired (once: the call is ending)."""
 
     def frame(self, now: float) -> float | None:
         """A caller frame arrived; the stall's length in s if it ends one."""
@@ -107,15 +109,19 @@ class MediaWatch:
         self.last_at, self.stalled = now, False
         return ended
 
-    def deadline(self) -> float:
+    def deadline(self) -> float | None:
+        if self.timed_out:
+            return None
         return self.last_at + (self.timeout_s if self.stalled else self.stall_s)
 
     def due(self, now: float) -> MediaDue | None:
-        if now < self.deadline():
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
             return None
         if not self.stalled:
             self.stalled = True
             return MediaDue.STALL
+        self.timed_out = True
         return MediaDue.TIMEOUT
 
 
