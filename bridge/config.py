@@ -218,7 +218,9 @@ class Text(Parser[str]):
 
     @property
     def allowed(self) -> str:
-        return "any text" if self.max_chars is None else f"text of {self.max_chars} characters at most"
+        return (
+            "any text" if self.max_chars is None else f"text of {self.max_chars} characters at most"
+        )
 
     def parse(self, text: str) -> str:
         if self.max_chars is not None and len(text) > self.max_chars:
@@ -576,12 +578,13 @@ class BridgeConfig:
     )
     heartbeat_interval_s: float = setting(
         "BRIDGE_HEARTBEAT_S",
-        # A ping may stay unanswered for one interval: under 1 s, ordinary jitter ends calls.
+        # A ping may stay unanswered for one interval: under 1 s, ordinary jitter would
+        # make stalls of round trips. 1 s finds a stalled session within 2 s.
         Float(1.0, 300.0, "seconds"),
-        5.0,
-        "Upstream ping interval; a ping unanswered for as long ends the call (stall).",
+        1.0,
+        "Upstream quiet this long gets a ping; unanswered as long, the session is replaced (stall).",
     )
-    heartbeat_timeout_s: float = 5.0
+    heartbeat_timeout_s: float = 1.0
     """How long a ping may go unanswered; ``load_config`` makes it ``BRIDGE_HEARTBEAT_S``."""
     start_timeout_s: float = 10.0
     """How long a new media stream may take to send ``start``."""

@@ -379,7 +379,11 @@ def test_a_flag_wins_over_its_variable_and_goes_through_the_same_parser() -> Non
         {"BRIDGE_PORT": "9090", "BRIDGE_HOST": "not a host"},
         {"--port": "8081", "--host": "127.0.0.1", "--public-url": "https://b.example.com"},
     )
-    assert (config.port, config.host, config.public_url) == (8081, "127.0.0.1", "https://b.example.com")
+    assert (config.port, config.host, config.public_url) == (
+        8081,
+        "127.0.0.1",
+        "https://b.example.com",
+    )
     with pytest.raises(ConfigError) as refused:
         load_config({"BRIDGE_PORT": "8080"}, {"--port": "99999"})
     assert str(refused.value) == (

@@ -9,8 +9,10 @@ from __future__ import annotations
 import random
 
 from bridge.audio.synth import speech_like_ulaw
+from bridge.core import realtime as rt
 from bridge.core import twilio
 from bridge.core.actions import DropUpstream, SendUpstream
+from bridge.core.call import GARBAGE_RUN_LIMIT
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.realtime_client import InputAudioAppend, ReplayMessage, ResponseCreate
 from bridge.core.reconnect import FIRST_BACKOFF_S, JITTER, ReconnectBudget
@@ -368,3 +370,23 @@ def test_the_backoff_starts_at_once_then_doubles_with_jitter() -> None:
     assert 2 * FIRST_BACKOFF_S * low <= second <= 2 * FIRST_BACKOFF_S * high
     budget.healed()
     assert budget.backoff_s() == 0.0
+
+
+def test_a_session_that_sends_only_garbage_is_given_up() -> None:
+    driver = Driver.ready()
+    for _ in range(GARBAGE_RUN_LIMIT - 1):
+        driver.record(driver.core.on_realtime_event(rt.parse_realtime_event("{not json"), 1.0))
+    assert [a for a in driver.actions if isinstance(a, DropUpstream)] == []
+    driver.record(driver.core.on_realtime_event(rt.parse_realtime_event("{not json"), 1.0))
+    [drop] = [a for a in driver.actions if isinstance(a, DropUpstream)]
+    assert drop.end.reason is EndReason.OPENAI_GARBAGE
+    assert drop.end.reason.upstream_can_heal
+
+
+def test_garbage_between_good_events_is_only_counted() -> None:
+    driver = Driver.ready()
+    for _ in range(3 * GARBAGE_RUN_LIMIT):
+        driver.record(driver.core.on_realtime_event(rt.parse_realtime_event("{not json"), 1.0))
+        driver.event({"type": "rate_limits.updated", "rate_limits": []})
+    assert [a for a in driver.actions if isinstance(a, DropUpstream)] == []
+    assert driver.core.statistics().upstream_malformed == 3 * GARBAGE_RUN_LIMIT

@@ -120,6 +120,9 @@ LOCAL_ITEM_PREFIX = "local_"
 RESPONSE_STALL_S = 5.0
 """A response with no event for this long (and no ``response.done``) has stopped streaming."""
 MEDIA_STALL_S = 2.0
+GARBAGE_RUN_LIMIT = 32
+"""Upstream events in a row that cannot be parsed before the session is given up as lost:
+one bad event is counted and skipped; a session that sends only garbage is broken."""
 """No caller media for this long while Twilio's socket is open: counted and logged."""
 HOLD_PHRASE_AFTER_NUDGE_S = 1.5
 """After a nudge, how much longer the reply may take before the caller hears the phrase."""
@@ -198,6 +201,7 @@ class CallCore:
         "_counters",
         "_event_seq",
         "_foreign_items",
+        "_garbage_run",
         "_gate",
         "_hold_queued",
         "_holds",
@@ -264,6 +268,8 @@ class CallCore:
         self._media_watch = MediaWatch(MEDIA_STALL_S, settings.media_timeout_s, last_at=now)
         self._late_items: dict[str, list[str]] = {}
         """Items of an already-cancelled response that appeared late: deleted at its done."""
+        self._garbage_run = 0
+        """Upstream events that could not be parsed since the last one that could."""
         self._event_seq = 0
 
     # -- read-only views ------------------------------------------------------------------
@@ -471,6 +477,7 @@ class CallCore:
         elif self._state.phase is SessionPhase.LOST:
             self._state.session(SessionEvent.REPLACED)
         self._sessions += 1
+        self._garbage_run = 0
         self._session_opened_at = now
         self._input_clock = InputClock()
         self._state.session(SessionEvent.OPENED)
@@ -594,6 +601,13 @@ class CallCore:
 
     def on_realtime_event(self, ev: rt.RealtimeEvent, now: float) -> list[Action]:
         """One parsed Realtime server event (the OpenAI reader)."""
+        if isinstance(ev, rt.MalformedEvent):
+            self._garbage_run += 1
+            if self._garbage_run == GARBAGE_RUN_LIMIT:
+                detail = f"{GARBAGE_RUN_LIMIT} events in a row could not be parsed"
+                return [DropUpstream(CallEnd(EndReason.OPENAI_GARBAGE, detail))]
+        else:
+            self._garbage_run = 0
         if isinstance(ev, rt.AudioDelta) and ev.response_id in self._cancelled:
             # Late audio of a cancelled response: dropped and counted; it must not pass
             # through (and prime) the outbound resampler.

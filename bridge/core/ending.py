@@ -31,6 +31,8 @@ class EndReason(Enum):
     """A ping went unanswered: the peer is gone or wedged, so closing it gets no grace."""
     OPENAI_RESPONSE_STALL = "openai_response_stall"
     """A response stopped streaming mid-way: the session is given up like a lost one."""
+    OPENAI_GARBAGE = "openai_garbage"
+    """The session sent nothing but events that cannot be parsed, many in a row."""
     OPENAI_LOST = "openai_lost"
     """The upstream was lost and the reconnect budget is spent: the fallback plays."""
     SESSION_UPDATE_REJECTED = "session_update_rejected"
@@ -58,6 +60,8 @@ class EndReason(Enum):
             EndReason.OPENAI_STALL,
             EndReason.OPENAI_RESPONSE_STALL,
             EndReason.OPENAI_HANDSHAKE_FAILED,
+            EndReason.OPENAI_SESSION_TIMEOUT,
+            EndReason.OPENAI_GARBAGE,
         )
 
     @property

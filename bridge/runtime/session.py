@@ -4,7 +4,8 @@
 scope of its own, with its two tasks: the **OpenAI reader** (reads the socket, hands each
 event to the core, executes what the core decides) and the **heartbeat** (a ping unanswered
 for ``heartbeat_timeout_s`` is a stall). When the session is lost (a close with any code, a
-reset, a stall, a response that stopped streaming), only that scope ends: the Twilio leg
+reset, a stall, a response that stopped streaming, a session that is not confirmed in
+time, a stream of events that cannot be parsed), only that scope ends: the Twilio leg
 and the rest of the call live on, the audio already received keeps playing, the caller's
 audio waits in the core, and the supervisor opens a new session within the reconnect
 budget (:mod:`bridge.core.reconnect`). The core gives the new session the conversation and
@@ -117,12 +118,12 @@ async def _run_session(
                     await execute(io, core.on_upstream_open(trio.current_time()))
                 with trio.move_on_after(config.session_timeout_s):
                     await ready.wait()
-                if not ready.is_set():
+                if ready.is_set():
+                    budget.healed()
+                    replacement = await _recycle_when_due(io)
+                else:
                     detail = f"no session.updated in {config.session_timeout_s:g}s"
-                    io.end(CallEnd(EndReason.OPENAI_SESSION_TIMEOUT, detail))
-                    return _SessionOutcome(None, None)
-                budget.healed()
-                replacement = await _recycle_when_due(io)
+                    io.lose_session(CallEnd(EndReason.OPENAI_SESSION_TIMEOUT, detail))
                 scope.cancel()
     except* UpstreamLost as group:
         if io.session_end is None:
@@ -158,9 +159,15 @@ async def _openai_reader(io: CallIO, upstream: Upstream, ready: trio.Event) -> N
 
 
 async def _heartbeat(io: CallIO, upstream: Upstream) -> None:
+    """Ping the service once it has been quiet for ``heartbeat_interval_s`` (while events
+    stream, they show it is alive); a ping unanswered for ``heartbeat_timeout_s`` is a stall.
+    A stall is so found at most interval + timeout after the service's last sign of life."""
     config = io.services.config
     while True:
-        await trio.sleep(config.heartbeat_interval_s)
+        quiet_until = upstream.last_received_at + config.heartbeat_interval_s
+        if trio.current_time() < quiet_until:
+            await trio.sleep_until(quiet_until)
+            continue
         with trio.move_on_after(config.heartbeat_timeout_s) as waited:
             await upstream.ping()
         if waited.cancelled_caught:

@@ -56,6 +56,11 @@ class Upstream:
             raise UpstreamLost(closed_reason(self._ws.close_code, self._ws.close_reason))
         return message
 
+    @property
+    def last_received_at(self) -> float:
+        """Trio time anything (an event, a pong) last came from the service."""
+        return self._ws.last_received_at
+
     async def ping(self) -> None:
         """Wait for a pong; raises :class:`UpstreamLost` if the socket closes meanwhile."""
         try:

@@ -81,6 +81,7 @@ class WebSocket:
         "_text_parts",
         "close_code",
         "close_reason",
+        "last_received_at",
     )
 
     def __init__(
@@ -109,6 +110,8 @@ class WebSocket:
         self._reading = False
         """A task is in :meth:`receive`: only it may read the stream."""
         self._closed_event = trio.Event()
+        self.last_received_at = trio.current_time()
+        """Trio time bytes last came from the peer (the heartbeat pings only a quiet peer)."""
         if received:
             self._proto.receive_data(received)
 
@@ -135,6 +138,7 @@ class WebSocket:
                 data = b""
             finally:
                 self._reading = False
+            self.last_received_at = trio.current_time()
             # b"" is the end of the stream: wsproto then reports a close with 1006.
             self._proto.receive_data(data or None)
         return self._pending.popleft()
