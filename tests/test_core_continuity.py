@@ -390,3 +390,24 @@ def test_garbage_between_good_events_is_only_counted() -> None:
         driver.event({"type": "rate_limits.updated", "rate_limits": []})
     assert [a for a in driver.actions if isinstance(a, DropUpstream)] == []
     assert driver.core.statistics().upstream_malformed == 3 * GARBAGE_RUN_LIMIT
+
+
+def test_a_long_outage_gets_the_hold_phrase_once_then_soft_cues() -> None:
+    cue = b"\x7e" * 8 * 180
+    driver = Driver.ready(comfort_after_ms=700, hold_audio=HOLD, comfort_cue=cue)
+    lost_at = driver.now
+    driver.record(driver.core.on_upstream_lost(driver.now, LOST))
+    for _ in range(60):  # 6 s of healing
+        drive_timers(driver, driver.now)
+        driver.play(100)
+    stats = driver.core.statistics()
+    assert stats.hold_phrases == 1
+    # 0.7 s quiet, 0.4 s phrase, then a 0.18 s cue after every 1.2 s of quiet.
+    assert stats.comfort_cues == int((6.0 - 0.7 - 0.4) // (1.2 + 0.18))
+    heard = [f.frame.item_id for f in driver.sent_frames]
+    assert heard[0].startswith("local_hold_")
+    assert all(item.startswith(("local_hold_", "local_cue_")) for item in heard)
+    # Healed: no more cues.
+    reopen(driver)
+    drive_timers(driver, lost_at + 20.0)
+    assert driver.core.statistics().comfort_cues == stats.comfort_cues

@@ -125,6 +125,9 @@ GARBAGE_RUN_LIMIT = 32
 one bad event is counted and skipped; a session that sends only garbage is broken."""
 """No caller media for this long while Twilio's socket is open: counted and logged."""
 HOLD_PHRASE_AFTER_NUDGE_S = 1.5
+CUE_QUIET_S = 1.2
+"""While an outage lasts past the hold phrase: silence before each soft cue, s (under the
+1.5 s after which a caller starts to wonder whether the line is dead)."""
 """After a nudge, how much longer the reply may take before the caller hears the phrase."""
 CANCELLED_MAX = 64
 CANCELLED_MAX_AGE_S = 300.0
@@ -156,6 +159,8 @@ class CoreSettings:
     media_timeout_s: float
     """No caller media for this long while Twilio's socket is open ends the call, s."""
     hold_audio: bytes
+    comfort_cue: bytes
+    """While the upstream heals past the hold phrase: the soft cue (μ-law; empty: none)."""
     """The hold phrase ("One moment, please"), μ-law at 8 bytes/ms."""
     max_queued_ms: int = MAX_QUEUED_MS
     """Not a user setting: the local TX queue cap (tests make it small)."""
@@ -259,7 +264,7 @@ class CallCore:
         self._foreign_items: set[str] = set()
         """Items of an earlier session still in the ledger: played, never truncated."""
         self._holds = 0
-        """Hold phrases queued so far (their item ids are numbered)."""
+        """Local items (hold phrases, cues) queued so far (their item ids are numbered)."""
         self._hold_queued = False
         self._reply_watch = ReplyWatch(
             settings.reply_timeout_ms / 1000.0, HOLD_PHRASE_AFTER_NUDGE_S
@@ -569,31 +574,38 @@ class CallCore:
         held = self._append_unsent()
         if held is not None:
             actions.append(held)
-        caller_speaking = self._gate.voice or self.barge_in_active
         outage, self._outage = self._outage, None
+        may_speak = not (self._gate.voice or self.barge_in_active) and (
+            self._state.may_create_response
+        )
+        # Cut off mid-reply after the caller heard some of it: the AI says so and goes on.
+        resume = may_speak and outage is not None and outage.mid_reply and bool(outage.cut_text)
+        # The caller's turn ended and nothing of its answer was heard: it is answered now.
+        owed = may_speak and not resume and self._reply_watch.owed_since is not None
+        # A reply cut before a word of it was heard (the greeting, an answer to a note):
+        # asked for again, from the replayed conversation.
+        redo = may_speak and outage is not None and outage.mid_reply and not (resume or owed)
         if self._sessions == 1:
             if self.settings.greeting:
                 actions.append(self._request_response(self.settings.greeting))
         elif outage is not None:
             self._counters.upstream_restores += 1
-            resume = outage.mid_reply and not caller_speaking and self._state.may_create_response
             record = UpstreamRestored(
                 gap_ms=round((now - outage.lost_at) * 1000.0, 1),
                 attempts=outage.attempts,
                 replayed_items=len(replay),
-                resumed_reply=resume,
+                resumed_reply=resume or redo,
+                answered_turn=owed,
             )
             actions.append(report("INFO", record))
             if resume:
                 actions.append(self._request_response(_resume_instructions(outage.cut_text)))
-        if (
-            not caller_speaking
-            and self._reply_watch.owed_since is not None
-            and self._state.may_create_response
-        ):
-            # The caller's turn ended while no session could answer it.
-            actions.append(self._request_response())
-        elif self._state.take_deferred():
+            elif redo:
+                heard_nothing = self._counters.audio_ms_sent == 0
+                greeting = self.settings.greeting if heard_nothing else None
+                actions.append(self._request_response(greeting))
+        # A deferred request (a note's) waits for the end of a resumed reply, if one was asked.
+        if owed or (not (resume or redo) and self._state.take_deferred()):
             actions.append(self._request_response())
         return actions
 
@@ -869,7 +881,7 @@ class CallCore:
         duck = self._state.duck_state
         if duck is not None:
             deadlines.append(duck.started_at + self.settings.confirm_window_ms / 1000.0)
-        if self._outage is not None and not self._outage.comforted:
+        if self._outage is not None:
             deadlines.append(self._outage.comfort_at)
         return min((d for d in deadlines if d is not None), default=None)
 
@@ -880,14 +892,25 @@ class CallCore:
         duck = self._state.duck_state
         if duck is not None and now >= duck.started_at + self.settings.confirm_window_ms / 1000.0:
             actions += self._resume_held(duck)
-        if self._outage is not None and self._outage.comfort_due(now):
-            actions += self._play_hold_phrase("the upstream is healing")
+        outage = self._outage
+        if outage is not None and outage.comfort_due(now):
+            if outage.cues == 1:
+                comfort = self._play_hold_phrase("the upstream is healing")
+            else:
+                comfort = self._play_local("cue", self.settings.comfort_cue)
+                if comfort:
+                    self._counters.comfort_cues += 1
+            actions += comfort
+            if comfort:
+                # Again once this has played and the line has been quiet for a while.
+                play_end = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000
+                outage.comfort_at = play_end + CUE_QUIET_S
         match self._reply_watch.due(now):
             case ReplyDue.NUDGE if self.session_ready and self._state.may_create_response:
                 self._counters.reply_nudges += 1
                 actions.append(Log("INFO", "REPLY_NUDGE", "no reply started: asking again"))
                 actions.append(self._request_response())
-            case ReplyDue.HOLD_PHRASE if not self.ai_speaking:
+            case ReplyDue.HOLD_PHRASE if not self.ai_speaking and outage is None:
                 actions += self._play_hold_phrase("the reply is late")
             case _:
                 pass  # nothing due, or the turn moved on meanwhile
@@ -920,15 +943,23 @@ class CallCore:
 
     def _play_hold_phrase(self, why: str) -> list[Action]:
         """Queue the hold phrase as audio of the bridge's own (never truncated upstream)."""
-        if not self.settings.hold_audio:
+        actions = self._play_local("hold", self.settings.hold_audio)
+        if not actions:
+            return []
+        self._counters.hold_phrases += 1
+        return [*actions, Log("INFO", "HOLD_PHRASE", f"the caller hears the hold phrase: {why}")]
+
+    def _play_local(self, kind: str, audio: bytes) -> list[Action]:
+        """Queue ``audio`` as an item of the bridge's own (``local_<kind>_<n>``); it is
+        dropped unplayed as soon as the model speaks again."""
+        if not audio:
             return []
         self._holds += 1
-        item_id = f"{LOCAL_ITEM_PREFIX}hold_{self._holds}"
-        self.ledger.add_audio(f"{LOCAL_ITEM_PREFIX}response", item_id, self.settings.hold_audio)
+        item_id = f"{LOCAL_ITEM_PREFIX}{kind}_{self._holds}"
+        self.ledger.add_audio(f"{LOCAL_ITEM_PREFIX}response", item_id, audio)
         self.ledger.audio_done(item_id)
         self._hold_queued = True
-        self._counters.hold_phrases += 1
-        return [WakeTx(), Log("INFO", "HOLD_PHRASE", f"the caller hears the hold phrase: {why}")]
+        return [WakeTx()]
 
     def on_clear_written(self, now: float) -> None:
         """A barge-in's Twilio ``clear`` was written at Trio time ``now``."""

@@ -54,9 +54,11 @@ class Entry:
         """The text as the caller heard it (see the module docstring)."""
         if self.heard_fraction >= 1.0:
             return self.text
-        cut = self.text[: int(len(self.text) * max(0.0, self.heard_fraction))]
-        if len(cut) < len(self.text) and " " in cut:
-            cut = cut[: cut.rindex(" ")]
+        keep = int(len(self.text) * max(0.0, self.heard_fraction))
+        cut = self.text[:keep]
+        if keep < len(self.text) and not self.text[keep].isspace():
+            # Mid-word: back to the last whole word (none: nothing was heard of a word).
+            cut = cut[: cut.rindex(" ")] if " " in cut else ""
         return cut.rstrip(" ,;:")
 
 

@@ -152,10 +152,15 @@ class UpstreamRestored:
     attempts: int
     replayed_items: int
     resumed_reply: bool
-    """The AI was cut off mid-reply and was asked to say so and go on."""
+    """The AI was cut off mid-reply and was asked to say so and go on (or, if the caller
+    had heard none of it, to give that reply again)."""
+    answered_turn: bool
+    """The caller's turn ended during the gap: the new session was asked to answer it."""
 
     def text(self) -> str:
         resumed = ", resuming the cut reply" if self.resumed_reply else ""
+        if self.answered_turn:
+            resumed += ", answering the caller's turn"
         return (
             f"after {self.gap_ms:.0f} ms, {self.attempts} attempt(s), "
             f"{self.replayed_items} item(s) replayed{resumed}"

@@ -54,6 +54,7 @@ class CallCounters:
     reconnect_attempts: int = 0
     sessions_recycled: int = 0
     hold_phrases: int = 0
+    comfort_cues: int = 0
     reply_nudges: int = 0
     media_stalls: int = 0
 
@@ -110,6 +111,8 @@ class CallStatistics:
     sessions_recycled: int
     hold_phrases: int
     """Times the caller heard the hold phrase (while healing, or a reply was late)."""
+    comfort_cues: int
+    """Soft cues played while a long outage healed, after its hold phrase."""
     reply_nudges: int
     media_stalls: int
     """Times Twilio stopped sending caller media for more than 2 s."""

@@ -12,7 +12,8 @@ a given time; it decides what to do about it. Times are Trio seconds.
   After ``stall_s`` the stall is counted and logged; after ``timeout_s`` the call ends with
   the fallback (a stream that carries no audio is not a call).
 * :class:`Outage`: the upstream is gone and the call is healing; after ``comfort_after_s``
-  of silence at the caller, the hold phrase plays, once per outage.
+  of silence at the caller, the hold phrase plays (once per outage), then, while it still
+  heals, a soft cue after every further ``cue_quiet_s`` of silence.
 """
 
 from __future__ import annotations
@@ -133,15 +134,18 @@ class Outage:
     """A response was being generated: the new session is asked to say so and go on."""
     cut_text: str
     """What the caller heard of the reply that was cut (for that instruction)."""
-    comfort_at: float
-    """When the hold phrase plays if the call has not healed: ``comfort_after_s`` after the
-    caller's line fell silent."""
-    comforted: bool = False
+    comfort_at: float | None
+    """When the next comfort audio plays if the call has not healed: ``comfort_after_s``
+    after the caller's line fell silent, then again after each cue has played (the core
+    sets it); ``None`` while nothing is scheduled."""
+    cues: int = 0
+    """Comfort audio played in this outage: the hold phrase first, then the soft cue."""
     attempts: int = 0
     """Connections tried to heal it."""
 
     def comfort_due(self, now: float) -> bool:
-        if self.comforted or now < self.comfort_at:
+        if self.comfort_at is None or now < self.comfort_at:
             return False
-        self.comforted = True
+        self.comfort_at = None
+        self.cues += 1
         return True

@@ -86,6 +86,12 @@ _SUMMED: tuple[tuple[str, str, str, float], ...] = (
         1.0,
     ),
     ("bridge_hold_phrases", "Times a caller heard the hold phrase.", "hold_phrases", 1.0),
+    (
+        "bridge_comfort_cues",
+        "Soft cues a caller heard while a long upstream outage healed.",
+        "comfort_cues",
+        1.0,
+    ),
     ("bridge_reply_nudges", "Late replies the model was asked for again.", "reply_nudges", 1.0),
     (
         "bridge_media_stalls",

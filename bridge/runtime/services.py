@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from bridge.audio.cue import comfort_cue
 from bridge.audio.wavio import read_wav_ulaw
 from bridge.config import BridgeConfig
 from bridge.core.call import CoreSettings
@@ -27,7 +28,8 @@ def hold_audio(config: BridgeConfig) -> bytes:
 
 def core_settings(config: BridgeConfig, hold: bytes = b"") -> CoreSettings:
     """The per-call settings of the core, from the process configuration (``hold``: the
-    hold phrase, read once per process by :class:`Services`)."""
+    hold phrase, read once per process by :class:`Services`; without one, no soft cue
+    either)."""
     audio: AudioFormatName = "audio/pcm" if config.openai_audio_format == "pcm16" else "audio/pcmu"
     return CoreSettings(
         session=SessionSettings(
@@ -48,6 +50,7 @@ def core_settings(config: BridgeConfig, hold: bytes = b"") -> CoreSettings:
         reply_timeout_ms=config.reply_timeout_ms,
         media_timeout_s=config.media_timeout_s,
         hold_audio=hold,
+        comfort_cue=comfort_cue() if hold else b"",
     )
 
 
