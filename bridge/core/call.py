@@ -478,7 +478,8 @@ class CallCore:
             self._foreign_items |= set(self.ledger.items)
             age_s = now - self._session_opened_at
             self._state.session(SessionEvent.REPLACED)
-            actions.append(report("INFO", SessionRecycled(session_age_s=round(age_s, 1))))
+            record = SessionRecycled(round(age_s, 1), at_turn_boundary=self.at_turn_boundary)
+            actions.append(report("INFO", record))
         elif self._state.phase is SessionPhase.LOST:
             self._state.session(SessionEvent.REPLACED)
         self._sessions += 1
@@ -516,7 +517,10 @@ class CallCore:
             # quiet, counted from when it went quiet (the AI's last audio, or the end of the
             # caller's turn a reply is owed for), but never before now.
             if self.ai_speaking:
-                silent_since = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000
+                queued_s = self.ledger.queued_ms() / 1000
+                # Nothing queued: quiet since Twilio's buffer ran out (a stall is found late).
+                play_end = self._pacer.play_end_at
+                silent_since = max(now, play_end) + queued_s if queued_s else play_end
             else:
                 owed = self._reply_watch.owed_since
                 silent_since = max(self._pacer.play_end_at, owed if owed is not None else now)
@@ -566,9 +570,11 @@ class CallCore:
     def _take_over(self, now: float) -> list[Action]:
         """A session just became ready: give it the conversation (notes only, the first
         time), the caller audio that waited for it, then the turn the call is in."""
-        replay = self._conversation.replay()
+        replay = self._conversation.replay(lambda: self._event_id("item"))
         actions: list[Action] = [
-            SendUpstream(ReplayMessage(self._event_id("replay"), entry.role, entry.text))
+            SendUpstream(
+                ReplayMessage(self._event_id("replay"), entry.role, entry.text, entry.item_id)
+            )
             for entry in replay
         ]
         held = self._append_unsent()
@@ -716,8 +722,9 @@ class CallCore:
         self._reply_watch.settle()
         self._response_watch.event(ev.response_id, now)
         if self._hold_queued:
-            # The model speaks again: what is left of the hold phrase is not played.
-            self.ledger.drop_queued_items(LOCAL_ITEM_PREFIX)
+            # The model speaks again: a hold phrase or cue not started is not played; one
+            # that is playing ends first (a phrase cut mid-word sounds like a fault).
+            self.ledger.drop_unstarted_items(LOCAL_ITEM_PREFIX)
             self._hold_queued = False
         active = self._state.active
         if active is not None and active.response_id == ev.response_id:
@@ -1034,11 +1041,13 @@ class CallCore:
             heard_ms = self.ledger.heard_bytes(item.item_id, now) // BYTES_PER_MS
             fully_heard = item.audio_done and heard_ms * BYTES_PER_MS >= item.received_bytes
             if item.item_id.startswith(LOCAL_ITEM_PREFIX) or item.item_id in self._foreign_items:
-                # Not in this session's conversation: nothing to tell the model.
+                # Not in this session's conversation as audio; but if it was replayed to it
+                # as text while it still played, that text is replaced by what was heard.
                 if not fully_heard and item.received_bytes:
                     self._conversation.assistant_cut(
                         item.item_id, heard_ms * BYTES_PER_MS / item.received_bytes
                     )
+                    upstream += self._correct_replay(item.item_id)
                 self.ledger.finalize(item.item_id)
                 continue
             if not fully_heard:
@@ -1080,6 +1089,23 @@ class CallCore:
             held=False,
             caller_speech_ms=self._input_clock.to_twilio_ms(audio_start_ms),
         )
+
+    def _correct_replay(self, item_id: str) -> list[ClientEvent]:
+        fix = self._conversation.correction(item_id, self._event_id("item"))
+        if fix is None:
+            return []
+        events: list[ClientEvent] = [ItemDelete(self._event_id("delete"), fix.old_item_id)]
+        if fix.new_item_id is not None:
+            events.append(
+                ReplayMessage(
+                    self._event_id("replay"),
+                    "assistant",
+                    fix.text,
+                    fix.new_item_id,
+                    previous_item_id=fix.previous_item_id,
+                )
+            )
+        return events
 
     # -- application notes ----------------------------------------------------------------
 
