@@ -618,7 +618,8 @@ class BridgeConfig:
         "BRIDGE_COMFORT_AFTER_MS",
         Int(100, 10000, "ms"),
         700,
-        "While the upstream heals: silence at the caller before the hold phrase plays (once).",
+        "While the upstream heals: silence at the caller before the hold phrase plays (once; "
+        "then a soft cue after every 1.2 s of silence).",
     )
     hold_audio_wav: str | None = setting(
         "BRIDGE_HOLD_AUDIO_WAV",

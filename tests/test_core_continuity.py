@@ -469,3 +469,20 @@ def test_a_hold_phrase_not_started_is_dropped_when_the_model_speaks() -> None:
     assert [
         f.frame.item_id for f in driver.sent_frames if f.frame.item_id.startswith("local_")
     ] == []
+
+
+def test_a_session_expired_error_heals_like_the_caps_close() -> None:
+    driver = Driver.ready()
+    driver.event(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "code": "session_expired",
+                "message": "Your session hit the maximum duration of 60 minutes.",
+            },
+        }
+    )
+    [drop] = [a for a in driver.actions if isinstance(a, DropUpstream)]
+    assert drop.end.reason.upstream_can_heal
+    assert driver.ended() == []

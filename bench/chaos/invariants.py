@@ -62,6 +62,18 @@ def _quiet_from(segments: list[PlayedSegment], t: float) -> float:
     return quiet
 
 
+def _new_session_heard(seen: Observation, lost_at: float, t0: float, t1: float) -> bool:
+    """Whether audio of a session opened after ``lost_at`` started playing in [t0, t1]."""
+    items = {
+        item_id
+        for session in seen.sessions
+        if session.opened_at >= lost_at
+        for response in session.responses.values()
+        for item_id in response.items
+    }
+    return any(t0 <= s.start <= t1 and s.item_id in items for s in seen.segments)
+
+
 def no_dead_air(seen: Observation) -> Iterable[str]:
     segments = sorted(seen.segments, key=lambda s: s.start)
     ended = [line.t for line in seen.lines_tagged("CALL_END")]
@@ -77,7 +89,7 @@ def no_dead_air(seen: Observation) -> Iterable[str]:
         owes = any(r.resumed_reply or r.answered_turn for t, r in restores if t == healed_at)
         done_at = min(call_over, math.inf if owes else healed_at)
         quiet = _quiet_from(segments, lost.t)
-        while quiet < done_at:
+        while quiet < done_at and not _new_session_heard(seen, lost.t, healed_at, quiet):
             audio = min((s.start for s in segments if s.start > quiet), default=math.inf)
             speech = [span for span in seen.caller_speech if span[1] > quiet]
             speaks = max(quiet, min((start for start, _ in speech), default=math.inf))

@@ -103,7 +103,10 @@ BENIGN_ERROR_CODES = frozenset(
         "input_audio_buffer_commit_empty",
     }
 )
-FATAL_ERROR_CODES = frozenset({"beta_api_shape_disabled", "invalid_api_key", "session_expired"})
+FATAL_ERROR_CODES = frozenset({"beta_api_shape_disabled", "invalid_api_key"})
+SESSION_ENDING_ERROR_CODES = frozenset({"session_expired"})
+"""The session is over but the call is not: whether the GA service sends this ``error``
+before its 1001 close at the 60-minute cap is unconfirmed, so either heals the same way."""
 
 MAX_QUEUED_MS = 120_000
 """Local TX queue cap, ms of AI audio; when full the oldest frames are dropped and counted."""
@@ -839,6 +842,8 @@ class CallCore:
             return [EndCall(CallEnd(EndReason.SESSION_UPDATE_REJECTED, detail))]
         if ev.code in FATAL_ERROR_CODES:
             return [EndCall(CallEnd(EndReason.UPSTREAM_FATAL_ERROR, detail))]
+        if ev.code in SESSION_ENDING_ERROR_CODES:
+            return [DropUpstream(CallEnd(EndReason.OPENAI_CLOSED, detail))]
         if ev.event_id is not None:
             # Our request collided with a response we did not know about: ask again later.
             collided = ev.code == "conversation_already_has_active_response"
