@@ -178,6 +178,13 @@ class SimSession:
         """Audio ms per item of the next response created (queued in call order)."""
         self.core.next_reply_ms(ms)
 
+    def slow_replies(self, first_delta_delay_ms: float) -> None:
+        """From now on, each response streams its first delta this long after it was
+        created (a model that is slow to answer)."""
+        self.core.settings = dataclasses.replace(
+            self.core.settings, first_delta_delay_ms=first_delta_delay_ms
+        )
+
     def push_caller_transcript(self, text: str) -> None:
         """Transcript of the next committed caller turn (before the scripted ones)."""
         self.core.push_caller_transcript(text)
