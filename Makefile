@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint layers typecheck unit fuzz bench bench-bargein bench-cutoff bench-vad bench-gate clean
+.PHONY: install demo test lint layers typecheck unit fuzz bench bench-bargein bench-cutoff bench-vad bench-gate bench-reconnect chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ fuzz: $(STAMP)
 		--hypothesis-show-statistics
 	cat out/fuzz-surface.json
 
-bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-notes
+bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-reconnect bench-notes
 
 # Each benchmark writes JSON to out/ and its printed table to out/<name>.txt.
 bench-bargein: $(STAMP)
@@ -72,6 +72,16 @@ bench-gate: $(STAMP)
 bench-notes: $(STAMP)
 	mkdir -p out
 	$(BIN)/python -m bench.notes_burst --out out/bench-notes.json | tee out/bench-notes.txt
+
+# Upstream closes and stalls in real time (20 each), then a two-hour call in virtual time.
+bench-reconnect: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.reconnect --out out/bench-reconnect.json | tee out/bench-reconnect.txt
+
+# 10,000 seeded fault schedules on every core (`make test` runs 200 of them).
+chaos: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.chaos --schedules 10000 --out out/bench-chaos.json | tee out/bench-chaos.txt
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache

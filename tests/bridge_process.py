@@ -5,8 +5,8 @@
 * ``python -m tests.bridge_process bridge``: what ``bridge serve`` runs with
   ``OPENAI_REALTIME_URL`` set (configuration from the environment, ``serve_until_signal``),
   with the two waits a fuzz run has to sit through made short: the time a stream may take
-  to send ``start``, and how long a started stream may stay silent. The suite imports
-  their values and expects the bridge's close within them.
+  to send ``start``, and how long a started stream may go without media. The suite
+  imports their values and expects the bridge's close within them.
 
 Two processes, so that the bridge's RSS is the bridge's own: the simulator keeps a record
 of every session it served.
@@ -26,14 +26,16 @@ from bridge.runtime.server import serve_until_signal
 from bridge.sim.upstream import SimUpstream, SimUpstreamOptions
 
 START_TIMEOUT_S = 0.5
-SILENT_S = 1.0
+MEDIA_TIMEOUT_S = 2.0
+"""Below what ``BRIDGE_MEDIA_TIMEOUT_S`` allows (3 s), to keep the fuzz run short; no less
+than the 2 s after which a media stall is noticed (the timeout cannot come before it)."""
 REPLY_MS = 1000
 """Shorter replies than the sim's default: the suite's normal calls finish sooner."""
 
 
 async def bridge() -> None:
     config = replace(
-        load_config(os.environ), start_timeout_s=START_TIMEOUT_S, twilio_silent_s=SILENT_S
+        load_config(os.environ), start_timeout_s=START_TIMEOUT_S, media_timeout_s=MEDIA_TIMEOUT_S
     )
     configure_logging(fmt=config.log_format, level=config.log_level)
     await serve_until_signal(config)

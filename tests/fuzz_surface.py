@@ -11,7 +11,7 @@ the limit. Properties:
   with one short line of body;
 * every accepted stream ends with a close code that says why: the one the bridge's own
   parser and limits predict for the frames sent (1000 after ``stop``, 1007 invalid UTF-8,
-  1008 no ``start``, 1009 too big, 1011 the call failed or went silent), with a reason;
+  1008 no ``start``, 1009 too big, 1011 the call failed or its media stopped), with a reason;
 * at the end (the last test): the process is alive and still answers, every normal call
   completed, no record at ERROR was logged (no traceback), the RSS is within
   :data:`RSS_MARGIN_KIB` of what it was after start-up, and SIGTERM ends it with status 0.
@@ -68,7 +68,7 @@ class Fill:
 RSS_MARGIN_KIB = 40 * 1024
 """What the bridge's RSS may grow over the run: the allocator keeps some of what 20
 concurrent oversized messages and a thousand connections used (the full run: +17 MB)."""
-CLOSE_WAIT_S = bridge_process.SILENT_S + 4.0
+CLOSE_WAIT_S = bridge_process.MEDIA_TIMEOUT_S + 4.0
 """The longest a stream should have to wait for the bridge to close it."""
 REPORT = Path(__file__).parent.parent / "out" / "fuzz-surface.json"
 """The full-size run's RSS and counts (``make fuzz`` prints it)."""
@@ -432,7 +432,7 @@ def _predicted_close(frames: list[tuple[object, ...]], ending: str) -> set[int] 
         return {1000}
     if ending in ("close", "drop"):
         return None
-    return {1011} if started else {1008}  # silent (after start) or no start at all
+    return {1011} if started else {1008}  # no media (after start) or no start at all
 
 
 @given(frames=frames_strategy, ending=st.sampled_from(["stop", "stop", "wait", "close", "drop"]))

@@ -2,25 +2,24 @@
 
 Everything listens on 127.0.0.1 (port 0) and talks over real sockets. The fake Twilio
 side of each call is :class:`bridge.sim.caller.SimCaller`, which speaks the Media Streams
-protocol; the fake REST API is a small app on the bridge's own HTTP server
-(:mod:`bridge.runtime.http`) that records every request.
+protocol; the fake REST API (:class:`bridge.sim.rest.SimTwilioRest`) is a small app on the
+bridge's own HTTP server (:mod:`bridge.runtime.http`) that records every request.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs
 
 import trio
 
 from bridge.config import BridgeConfig, Secret
-from bridge.runtime.http import HttpLimits, HttpRequest, HttpResponse, serve_http
+from bridge.runtime.http import HttpLimits, serve_http
 from bridge.runtime.registry import CallHandle
 from bridge.runtime.server import BridgeServer, run_bridge
-from bridge.runtime.websocket import WebSocket
 from bridge.sim.caller import CallerOptions, SimCaller
 from bridge.sim.report import CallerReport
+from bridge.sim.rest import SimTwilioRest
 from bridge.sim.script import CallerScript, script_from_name
 from bridge.sim.upstream import SimSession, SimUpstream, SimUpstreamOptions
 
@@ -28,46 +27,6 @@ ACCOUNT_SID = "AC00000000000000000000000000000000"
 AUTH_TOKEN = "test-auth-token"
 CONTROL_TOKEN = "test-control-token-0123456789abcdef"
 CONTROL_AUTH = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
-
-
-@dataclass
-class RestRequest:
-    method: str
-    path: str
-    form: dict[str, list[str]]
-    authorization: str | None
-
-
-@dataclass
-class FakeTwilioRest:
-    """Records requests; answers like Twilio's Calls resource (200, or a canned status)."""
-
-    requests: list[RestRequest] = field(default_factory=list)
-    status: int = 200
-    url: str = ""
-
-    def hangups_for(self, call_sid: str) -> list[RestRequest]:
-        return [r for r in self.requests if r.path.endswith(f"/Calls/{call_sid}.json")]
-
-    async def http(self, request: HttpRequest) -> HttpResponse:
-        authorization = request.header(b"authorization")
-        self.requests.append(
-            RestRequest(
-                request.method,
-                request.path,
-                parse_qs(request.body.decode()),
-                None if authorization is None else authorization.decode(),
-            )
-        )
-        return HttpResponse(
-            self.status, b'{"sid": "CA", "status": "completed"}', "application/json"
-        )
-
-    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
-        return HttpResponse(404, b"not found\n")
-
-    async def websocket(self, request: HttpRequest, ws: WebSocket) -> None:
-        raise AssertionError("the fake REST API takes no WebSocket")
 
 
 class CompletedCall(NamedTuple):
@@ -81,7 +40,7 @@ class CompletedCall(NamedTuple):
 class Rig:
     server: BridgeServer
     sim: SimUpstream
-    rest: FakeTwilioRest
+    rest: SimTwilioRest
 
     def caller(self, script: CallerScript | str = "listen:60", **options: Any) -> SimCaller:
         """A caller that signs its upgrade as Twilio does (the bridge has an auth token)."""
@@ -125,7 +84,7 @@ async def start_rig(
     upstream_url: str | None = None,
     **config_changes: Any,
 ) -> Rig:
-    rest = FakeTwilioRest()
+    rest = SimTwilioRest()
     host, port = await nursery.start(serve_http, rest, "127.0.0.1", 0, HttpLimits())
     rest.url = f"http://{host}:{port}"
     sim = SimUpstream(sim_options or SimUpstreamOptions())

@@ -62,7 +62,7 @@ def closed_port() -> int:
         (
             ["serve"],
             {"BRIDGE_MAX_CALL_S": "nan"},
-            "BRIDGE_MAX_CALL_S='nan': must be a finite number of seconds in 1..3600",
+            "BRIDGE_MAX_CALL_S='nan': must be a finite number of seconds in 1..86400",
         ),
         (
             ["serve"],
@@ -155,7 +155,22 @@ def closed_port() -> int:
             {},
             "--fault='explode@100': must be comma-separated faults such as close1011@3000, "
             "error:CODE@1500 or stall@2500+1000 (kinds: close, malformed, notype, unknown, "
-            "error, stall)",
+            "error, stall); error@1500,close1011@1500 is a server error followed by a close",
+        ),
+        (
+            ["sim-upstream", "--handshake-delay-ms", "-5"],
+            {},
+            "--handshake-delay-ms='-5': must be a finite number of ms in 0..60000",
+        ),
+        (
+            ["sim-upstream", "--session-max-s", "0"],
+            {},
+            "--session-max-s='0': must be a finite number of seconds in 1..86400",
+        ),
+        (
+            ["sim-upstream", "--refuse-reconnects", "x"],
+            {},
+            "--refuse-reconnects='x': must be an integer in 0..100",
         ),
     ],
 )
@@ -285,7 +300,9 @@ async def test_call_failure_names_an_abnormal_close_and_a_call_without_audio(
     with trio.fail_after(30):
         good = await start_rig(nursery)
         completed = await good.complete_call("listen:1")
-        failing = await start_rig(nursery, upstream_url=f"ws://127.0.0.1:{closed_port}/v1")
+        failing = await start_rig(
+            nursery, upstream_url=f"ws://127.0.0.1:{closed_port}/v1", reconnect_attempts=0
+        )
         failed = await failing.caller("listen:10").run()
         # The caller sees the close before the bridge's cleanup (REST hang-up) is over.
         await (await failing.server.registry.wait_for_call(failed.call_sid)).ended.wait()

@@ -23,7 +23,7 @@ class EchoApp:
             raise RuntimeError("a bug in the app")
         return HttpResponse(200, b"got " + str(len(request.body)).encode() + b"\n")
 
-    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+    async def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
         return HttpResponse(404, b"not found\n")
 
     async def websocket(self, request: HttpRequest, ws: WebSocket) -> None:
@@ -164,7 +164,7 @@ def _upgrade_request(key: bytes, *extra: bytes) -> bytes:
 
 
 class AcceptingApp(EchoApp):
-    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+    async def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
         return None
 
 

@@ -50,7 +50,7 @@ def _limits_table() -> dict[str, str]:
         ("HTTP request time", f"{LIMITS.request_timeout_s:g} s"),
         ("WebSocket message", f"{LIMITS.max_ws_message_chars // 2**20} Mi"),
         ("Time to `start`", f"{TEST_CONFIG.start_timeout_s:g} s"),
-        ("Silence on a started stream", f"{TEST_CONFIG.twilio_silent_s:g} s"),
+        ("Caller media on a started stream", f"{TEST_CONFIG.media_timeout_s:g} s"),
         ("Media payload", f"{MAX_MEDIA_PAYLOAD_BYTES} bytes"),
         ("Note text", f"{control.MAX_NOTE_CHARS} characters"),
         ("Notes per call", f"{control.NOTES_PER_S:g} per second"),
@@ -135,11 +135,11 @@ async def test_a_media_payload_over_the_limit_is_dropped_and_the_call_goes_on(
     assert re.search(r"malformed=1\+0", logs.tagged("CALL_END")[0])
 
 
-async def test_a_started_stream_that_goes_silent_ends_the_call(
+async def test_a_started_stream_that_sends_no_media_ends_the_call(
     autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
 ) -> None:
-    """``start``, then nothing: Twilio sends media every 20 ms, so this stream is dead and
-    must not hold an upstream session until the call length limit."""
+    """``start``, then nothing but marks: Twilio sends media every 20 ms, so this stream
+    carries no call and must not hold an upstream session until the call length limit."""
     call_sid, stream_sid = wire.new_sid("CA"), wire.new_sid("MZ")
     start = wire.start(
         sequence=1,
@@ -153,14 +153,19 @@ async def test_a_started_stream_that_goes_silent_ends_the_call(
         async with connect(rig.server.media_url, _signed(rig)) as ws:
             await ws.send_message(wire.encode(start))
             started = trio.current_time()
+            # Messages other than media do not keep the stream alive.
+            mark = wire.mark(sequence=2, stream_sid=stream_sid, name="g1:m1:x")
+            for _ in range(3):
+                await trio.sleep(2.5)
+                await ws.send_message(wire.encode(mark))
             code = await _close_code(ws)
             waited = trio.current_time() - started
         handle = await rig.server.registry.wait_for_call(call_sid)
         await handle.ended.wait()
     assert code == 1011
     assert handle.end is not None
-    assert handle.end.reason.value == "twilio_silent"
-    assert waited == pytest.approx(TEST_CONFIG.twilio_silent_s, abs=0.5)
+    assert handle.end.reason.value == "twilio_media_timeout"
+    assert waited == pytest.approx(TEST_CONFIG.media_timeout_s, abs=0.5)
     assert rig.sim.sessions[0].closed.is_set()
     assert logs.errors == []
 

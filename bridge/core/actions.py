@@ -45,6 +45,14 @@ class EndCall:
 
 
 @dataclass(frozen=True, slots=True)
+class DropUpstream:
+    """Give up on the current upstream session (it stopped streaming): close it and heal as
+    for any lost session."""
+
+    end: CallEnd
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """One log record with a readable tag (``BARGE_IN``, ``TX_FLUSH``, ...)."""
 
@@ -100,6 +108,6 @@ class BargeIn:
     included), on the caller's clock (Twilio media ms), when known."""
 
 
-LocalAction = WakeTx | Log | EndCall | QueueCallerAudio
+LocalAction = WakeTx | Log | EndCall | QueueCallerAudio | DropUpstream
 UpstreamAction = SendUpstream | BargeIn
 Action = LocalAction | UpstreamAction

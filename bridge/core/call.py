@@ -32,6 +32,7 @@ from bridge.core import twilio
 from bridge.core.actions import (
     Action,
     BargeIn,
+    DropUpstream,
     EndCall,
     LocalAction,
     Log,
@@ -43,8 +44,10 @@ from bridge.core.actions import (
 )
 from bridge.core.cancelled import CancelledResponses
 from bridge.core.codec import UpstreamCodec
+from bridge.core.conversation import Conversation
 from bridge.core.ending import CallEnd, EndReason
-from bridge.core.gate import GateStage
+from bridge.core.gate import GateStage, Released
+from bridge.core.inputclock import InputClock
 from bridge.core.logsafe import clip
 from bridge.core.notes import Note, NoteBook, NoteDisposition
 from bridge.core.playout import (
@@ -60,13 +63,21 @@ from bridge.core.realtime_client import (
     ClientEvent,
     ItemDelete,
     ItemTruncate,
+    ReplayMessage,
     ResponseCancel,
     ResponseCreate,
     SessionSettings,
     SessionUpdate,
     SystemMessage,
 )
-from bridge.core.records import BargeInResumed, ResponseFinished, report
+from bridge.core.records import (
+    BargeInResumed,
+    ResponseFinished,
+    SessionRecycled,
+    UpstreamLost,
+    UpstreamRestored,
+    report,
+)
 from bridge.core.state import (
     ConversationState,
     Created,
@@ -76,6 +87,14 @@ from bridge.core.state import (
     SessionPhase,
 )
 from bridge.core.stats import CallCounters, CallStatistics
+from bridge.core.watchdogs import (
+    MediaDue,
+    MediaWatch,
+    Outage,
+    ReplyDue,
+    ReplyWatch,
+    ResponseWatch,
+)
 
 FastBargeIn = Literal["off", "duck"]
 
@@ -86,7 +105,10 @@ BENIGN_ERROR_CODES = frozenset(
         "input_audio_buffer_commit_empty",
     }
 )
-FATAL_ERROR_CODES = frozenset({"beta_api_shape_disabled", "invalid_api_key", "session_expired"})
+FATAL_ERROR_CODES = frozenset({"beta_api_shape_disabled", "invalid_api_key"})
+SESSION_ENDING_ERROR_CODES = frozenset({"session_expired"})
+"""The session is over but the call is not: whether the GA service sends this ``error``
+before its 1001 close at the 60-minute cap is unconfirmed, so either heals the same way."""
 
 MAX_QUEUED_MS = 120_000
 """Local TX queue cap, ms of AI audio; when full the oldest frames are dropped and counted."""
@@ -94,6 +116,24 @@ APPEND_BATCH_MS = 100
 """While the gate is closed (no turn can be starting or ending), the silence it releases
 goes upstream in appends of this much, ms, instead of one per 20 ms frame; the first frame
 of speech sends what waits at once, ahead of itself."""
+HOLD_WHILE_AWAY_MS = 3000
+"""Caller audio kept while no session is ready (set-up, a reconnect, a recycle), ms: it goes
+to the session when it is ready, newest kept (older audio is dropped and counted; the model
+hears what the caller said just before, never seconds of stale audio)."""
+LOCAL_ITEM_PREFIX = "local_"
+"""Item ids of audio the bridge plays itself (the hold phrase): never truncated upstream."""
+RESPONSE_STALL_S = 5.0
+"""A response with no event for this long (and no ``response.done``) has stopped streaming."""
+MEDIA_STALL_S = 2.0
+GARBAGE_RUN_LIMIT = 32
+"""Upstream events in a row that cannot be parsed before the session is given up as lost:
+one bad event is counted and skipped; a session that sends only garbage is broken."""
+"""No caller media for this long while Twilio's socket is open: counted and logged."""
+HOLD_PHRASE_AFTER_NUDGE_S = 1.5
+CUE_QUIET_S = 1.2
+"""While an outage lasts past the hold phrase: silence before each soft cue, s (under the
+1.5 s after which a caller starts to wonder whether the line is dead)."""
+"""After a nudge, how much longer the reply may take before the caller hears the phrase."""
 CANCELLED_MAX = 64
 CANCELLED_MAX_AGE_S = 300.0
 """Cancelled responses remembered (count and age): late deltas of any of them are dropped."""
@@ -117,6 +157,16 @@ class CoreSettings:
     gate_enabled: bool
     log_transcripts: bool
     """Log what the caller and the AI said at INFO (personal data)."""
+    comfort_after_ms: int
+    """While the upstream heals: silence at the caller before the hold phrase plays, ms."""
+    reply_timeout_ms: int
+    """The caller's turn ended: how long a reply may take to start before a nudge, ms."""
+    media_timeout_s: float
+    """No caller media for this long while Twilio's socket is open ends the call, s."""
+    hold_audio: bytes
+    comfort_cue: bytes
+    """While the upstream heals past the hold phrase: the soft cue (μ-law; empty: none)."""
+    """The hold phrase ("One moment, please"), μ-law at 8 bytes/ms."""
     max_queued_ms: int = MAX_QUEUED_MS
     """Not a user setting: the local TX queue cap (tests make it small)."""
 
@@ -142,21 +192,42 @@ class TxIdle:
 TxDecision = TxSend | TxWait | TxIdle
 
 
+def _resume_instructions(cut_text: str) -> str:
+    """The one instruction a new session gets when the AI was cut off mid-reply."""
+    heard = f' The caller last heard you say: "{cut_text[-300:]}".' if cut_text else ""
+    return (
+        "A technical problem cut off your previous reply." + heard + " Say in a few words that "
+        "you were cut off, then finish that reply briefly."
+    )
+
+
 class CallCore:
     """All state of one call and every decision about it. Not thread-safe; no I/O."""
 
     __slots__ = (
         "_cancelled",
         "_codec",
+        "_conversation",
         "_counters",
         "_event_seq",
+        "_foreign_items",
+        "_garbage_run",
         "_gate",
+        "_hold_queued",
+        "_holds",
+        "_input_clock",
         "_late_items",
+        "_media_watch",
         "_notes",
+        "_outage",
         "_pacer",
+        "_reply_watch",
+        "_response_watch",
+        "_session_opened_at",
         "_session_update_id",
-        "_silence_unsent",
+        "_sessions",
         "_state",
+        "_unsent",
         "_warnings",
         "call_sid",
         "ledger",
@@ -186,10 +257,30 @@ class CallCore:
         self._cancelled = CancelledResponses(CANCELLED_MAX, CANCELLED_MAX_AGE_S)
         self._notes = NoteBook.with_negations(settings.negations)
         self._session_update_id: str | None = None
-        self._silence_unsent: list[bytes] = []
-        """Silence the closed gate released, not yet appended (under APPEND_BATCH_MS)."""
+        self._sessions = 0
+        """Upstream sessions opened in this call (more than one after a reconnect/recycle)."""
+        self._session_opened_at = now
+        self._input_clock = InputClock()
+        """The current session's input-audio clock (each session starts its own at 0)."""
+        self._unsent: list[Released] = []
+        """Caller audio released by the gate, not yet appended: under APPEND_BATCH_MS of a
+        closed gate's silence, or up to HOLD_WHILE_AWAY_MS while no session is ready."""
+        self._conversation = Conversation()
+        self._outage: Outage | None = None
+        self._foreign_items: set[str] = set()
+        """Items of an earlier session still in the ledger: played, never truncated."""
+        self._holds = 0
+        """Local items (hold phrases, cues) queued so far (their item ids are numbered)."""
+        self._hold_queued = False
+        self._reply_watch = ReplyWatch(
+            settings.reply_timeout_ms / 1000.0, HOLD_PHRASE_AFTER_NUDGE_S
+        )
+        self._response_watch = ResponseWatch(RESPONSE_STALL_S)
+        self._media_watch = MediaWatch(MEDIA_STALL_S, settings.media_timeout_s, last_at=now)
         self._late_items: dict[str, list[str]] = {}
         """Items of an already-cancelled response that appeared late: deleted at its done."""
+        self._garbage_run = 0
+        """Upstream events that could not be parsed since the last one that could."""
         self._event_seq = 0
         self._warnings = LogThrottle()
         """Warnings a peer can repeat at will (malformed frames) are rate-limited per call."""
@@ -234,6 +325,13 @@ class CallCore:
         )
 
     @property
+    def _line_quiet(self) -> bool:
+        """Nothing is playing at the caller or queued to (a response may exist, silent)."""
+        return not (
+            self.ledger.playing or self.ledger.has_queued or self._state.floor is Floor.HELD
+        )
+
+    @property
     def floor_dbfs(self) -> float | None:
         """The caller's learned noise floor, dBFS (``None`` before the first frame)."""
         return self._gate.floor_dbfs
@@ -266,7 +364,15 @@ class CallCore:
             case twilio.Media():
                 self._counters.frames_in += 1
                 self._gate.note_caller_time(ev.timestamp_ms, now)
-                return [QueueCallerAudio(ev)]
+                stalled_s = self._media_watch.frame(now)
+                if stalled_s is None:
+                    return [QueueCallerAudio(ev)]
+                return [
+                    QueueCallerAudio(ev),
+                    Log(
+                        "INFO", "TWILIO_MEDIA_RESUMED", f"caller media back after {stalled_s:.1f} s"
+                    ),
+                ]
             case twilio.Mark():
                 return self._on_mark(ev.name, now)
             case twilio.Stop():
@@ -309,22 +415,42 @@ class CallCore:
     def on_caller_frames(self, frames: Sequence[twilio.Media], now: float) -> list[Action]:
         """Caller frames taken together by the gate stage, in order: their logs and any local
         barge-in first, then one ``input_audio_buffer.append`` with everything released
-        (while the gate is closed, once :data:`APPEND_BATCH_MS` of silence has gathered)."""
+        (while the gate is closed, once :data:`APPEND_BATCH_MS` of silence has gathered;
+        while no session is ready, the audio waits, up to :data:`HOLD_WHILE_AWAY_MS`)."""
         actions: list[Action] = []
-        released = self._silence_unsent
         for frame in frames:
             result = self._gate.process(frame, barge_in_active=self.barge_in_active, now=now)
             actions.extend(result.logs)
-            released.extend(result.released)
+            self._unsent.extend(result.released)
             if result.onset:
                 actions.extend(self.on_local_onset(now))
-        if self._gate.closed and sum(map(len, released)) < APPEND_BATCH_MS * BYTES_PER_MS:
+        if not self.session_ready:
+            self._keep_newest_unsent()
             return actions
-        self._silence_unsent = []
-        append = self._codec.append(released)
+        if self._gate.closed and self._unsent_ms() < APPEND_BATCH_MS:
+            return actions
+        append = self._append_unsent()
         if append is not None:
-            actions.append(SendUpstream(append))
+            actions.append(append)
         return actions
+
+    def _unsent_ms(self) -> int:
+        return sum(len(r.audio) for r in self._unsent) // BYTES_PER_MS
+
+    def _keep_newest_unsent(self) -> None:
+        dropped = 0
+        while self._unsent and self._unsent_ms() > HOLD_WHILE_AWAY_MS:
+            dropped += len(self._unsent.pop(0).audio)
+        self._counters.caller_audio_dropped_ms += dropped // BYTES_PER_MS
+
+    def _append_unsent(self) -> SendUpstream | None:
+        """One append of every released frame not yet sent, on the session's input clock."""
+        unsent, self._unsent = self._unsent, []
+        for released in unsent:
+            self._input_clock.on_appended(released.timestamp_ms, len(released.audio) / BYTES_PER_MS)
+        self._counters.frames_upstream += len(unsent)
+        append = self._codec.append([r.audio for r in unsent])
+        return None if append is None else SendUpstream(append)
 
     def on_caller_stream_end(
         self, frames: Sequence[twilio.Media], now: float
@@ -334,27 +460,102 @@ class CallCore:
         audio is lost (no barge-in can start any more: onsets are not acted on)."""
         if not self.session_ready:
             return None
-        released, self._silence_unsent = self._silence_unsent, []
         for frame in frames:
-            released.extend(self._gate.process(frame, barge_in_active=False, now=now).released)
-        released.extend(self._gate.flush())
-        append = self._codec.append(released)
-        return None if append is None else SendUpstream(append)
+            released = self._gate.process(frame, barge_in_active=False, now=now).released
+            self._unsent.extend(released)
+        self._unsent.extend(self._gate.flush())
+        return self._append_unsent()
 
     # -- upstream lifecycle ---------------------------------------------------------------
 
+    @property
+    def at_turn_boundary(self) -> bool:
+        """Nobody holds the turn: no response, nothing playing or queued, the caller not
+        speaking, no reply owed. A session can be replaced here without anyone hearing it."""
+        return (
+            self._state.may_create_response
+            and not self.ai_speaking
+            and not self._gate.voice
+            and self._reply_watch.owed_since is None
+        )
+
     def on_upstream_open(self, now: float) -> list[Action]:
-        """The Realtime socket is open: configure the session at once (GA shape)."""
+        """A Realtime socket is open: the first session, one replacing a lost session, or
+        one replacing a session at a turn boundary (a recycle). Configure it at once."""
+        actions: list[Action] = []
+        if self._state.phase is SessionPhase.READY:
+            boundary = self.at_turn_boundary
+            self._counters.sessions_recycled += 1
+            self._foreign_items |= set(self.ledger.items)
+            age_s = now - self._session_opened_at
+            self._state.session(SessionEvent.REPLACED)
+            record = SessionRecycled(round(age_s, 1), at_turn_boundary=boundary)
+            actions.append(report("INFO", record))
+        elif self._state.phase is SessionPhase.LOST:
+            self._state.session(SessionEvent.REPLACED)
+        self._sessions += 1
+        self._garbage_run = 0
+        self._session_opened_at = now
+        self._input_clock = InputClock()
         self._state.session(SessionEvent.OPENED)
         self._session_update_id = self._event_id("session")
-        return [SendUpstream(SessionUpdate(self._session_update_id, self.settings.session))]
+        actions.append(SendUpstream(SessionUpdate(self._session_update_id, self.settings.session)))
+        return actions
+
+    def on_reconnect_attempt(self) -> None:
+        """The runtime is about to try a new upstream connection during an outage."""
+        self._counters.reconnect_attempts += 1
+        if self._outage is not None:
+            self._outage.attempts += 1
+
+    def on_upstream_lost(self, now: float, end: CallEnd) -> list[LocalAction]:
+        """The session is gone (closed, stalled, stopped streaming); the call heals. Audio
+        already received keeps playing; the caller's audio waits for the next session."""
+        if self._state.phase in (SessionPhase.LOST, SessionPhase.CLOSED):
+            return []
+        active = self._state.active
+        cut_item = self._last_item_of(active.response_id) if active is not None else None
+        if cut_item is not None and not self.ledger.items[cut_item].audio_done:
+            self._conversation.assistant_lost(cut_item, self.ledger.items[cut_item].received_ms)
+        self._state.lose()
+        self._counters.upstream_losses += 1
+        self._foreign_items |= set(self.ledger.items)
+        self._response_watch.done()
+        self._late_items.clear()
+        if self._outage is None:
+            # The hold phrase comes `comfort_after_ms` into the caller's silence: once what
+            # Twilio holds and what is queued here has played, or, if the line is already
+            # quiet, counted from when it went quiet (the AI's last audio, or the end of the
+            # caller's turn a reply is owed for), but never before now.
+            if self.ai_speaking:
+                queued_s = self.ledger.queued_ms() / 1000
+                # Nothing queued: quiet since Twilio's buffer ran out (a stall is found late).
+                play_end = self._pacer.play_end_at
+                silent_since = max(now, play_end) + queued_s if queued_s else play_end
+            else:
+                owed = self._reply_watch.owed_since
+                silent_since = max(self._pacer.play_end_at, owed if owed is not None else now)
+            comfort_at = max(now, silent_since + self.settings.comfort_after_ms / 1000.0)
+            self._outage = Outage(
+                lost_at=now,
+                reason=end,
+                mid_reply=active is not None,
+                cut_text=self._conversation.heard_text_of(cut_item) if cut_item else "",
+                comfort_at=comfort_at,
+            )
+        record = UpstreamLost(end.reason.value, end.detail, mid_reply=active is not None)
+        return [report("WARNING", record)]
+
+    def _last_item_of(self, response_id: str) -> str | None:
+        items = [i.item_id for i in self.ledger.items.values() if i.response_id == response_id]
+        return items[-1] if items else None
 
     def on_call_ending(self) -> None:
         """The call is being torn down: nothing may start from here on."""
         if self._state.phase is not SessionPhase.CLOSED:
             self._state.session(SessionEvent.CLOSED)
 
-    def _on_session_updated(self, ev: rt.SessionUpdated) -> list[Action]:
+    def _on_session_updated(self, ev: rt.SessionUpdated, now: float) -> list[Action]:
         want = self.settings.session.audio_format
         want_rate = 24000 if want == "audio/pcm" else None
         confirmed = (
@@ -375,14 +576,68 @@ class CallCore:
         actions: list[Action] = [
             Log("INFO", "SESSION_READY", f"upstream confirmed {want} both ways", {"format": want})
         ]
-        if self.settings.greeting:
-            actions.append(self._request_response(self.settings.greeting))
+        return actions + self._take_over(now)
+
+    def _take_over(self, now: float) -> list[Action]:
+        """A session just became ready: give it the conversation (notes only, the first
+        time), the caller audio that waited for it, then the turn the call is in."""
+        replay = self._conversation.replay(lambda: self._event_id("item"))
+        actions: list[Action] = [
+            SendUpstream(
+                ReplayMessage(self._event_id("replay"), entry.role, entry.text, entry.item_id)
+            )
+            for entry in replay
+        ]
+        held = self._append_unsent()
+        if held is not None:
+            actions.append(held)
+        outage, self._outage = self._outage, None
+        may_speak = not (self._gate.voice or self.barge_in_active) and (
+            self._state.may_create_response
+        )
+        # Cut off mid-reply after the caller heard some of it: the AI says so and goes on.
+        resume = may_speak and outage is not None and outage.mid_reply and bool(outage.cut_text)
+        # The caller's turn ended and nothing of its answer was heard: it is answered now.
+        owed = may_speak and not resume and self._reply_watch.owed_since is not None
+        # A reply cut before a word of it was heard (the greeting, an answer to a note):
+        # asked for again, from the replayed conversation.
+        redo = may_speak and outage is not None and outage.mid_reply and not (resume or owed)
+        if self._sessions == 1:
+            if self.settings.greeting:
+                actions.append(self._request_response(self.settings.greeting))
+        elif outage is not None:
+            self._counters.upstream_restores += 1
+            record = UpstreamRestored(
+                gap_ms=round((now - outage.lost_at) * 1000.0, 1),
+                attempts=outage.attempts,
+                replayed_items=len(replay),
+                resumed_reply=resume or redo,
+                answered_turn=owed,
+            )
+            actions.append(report("INFO", record))
+            if resume:
+                actions.append(self._request_response(_resume_instructions(outage.cut_text)))
+            elif redo:
+                heard_nothing = self._counters.audio_ms_sent == 0
+                greeting = self.settings.greeting if heard_nothing else None
+                actions.append(self._request_response(greeting))
+        # A deferred request (a note's) waits for the end of a resumed reply, if one was asked.
+        if owed or (not (resume or redo) and self._state.take_deferred()):
+            actions.append(self._request_response())
         return actions
 
     # -- Realtime events ------------------------------------------------------------------
 
     def on_realtime_event(self, ev: rt.RealtimeEvent, now: float) -> list[Action]:
         """One parsed Realtime server event (the OpenAI reader)."""
+        if isinstance(ev, rt.MalformedEvent):
+            self._garbage_run += 1
+            if self._garbage_run == GARBAGE_RUN_LIMIT:
+                detail = f"{GARBAGE_RUN_LIMIT} events in a row could not be parsed"
+                drop = DropUpstream(CallEnd(EndReason.OPENAI_GARBAGE, detail))
+                return [*self._on_realtime(ev, now), drop]
+        else:
+            self._garbage_run = 0
         if isinstance(ev, rt.AudioDelta) and ev.response_id in self._cancelled:
             # Late audio of a cancelled response: dropped and counted; it must not pass
             # through (and prime) the outbound resampler.
@@ -399,17 +654,24 @@ class CallCore:
             case rt.TranscriptDelta():
                 if ev.response_id in self._cancelled:
                     self._counters.late_transcripts_dropped += 1
+                else:
+                    self._response_watch.event(ev.response_id, now)
+                    self._conversation.assistant_text(ev.item_id, ev.delta)
                 return []
             case rt.SpeechStarted():
+                self._reply_watch.settle()
                 return self._on_speech_started(ev, now)
             case rt.SpeechStopped():
+                self._conversation.caller_turn(ev.item_id)
+                self._reply_watch.owe(now)
                 return self._on_speech_stopped(ev)
             case rt.ResponseCreated():
                 return self._on_response_created(ev, now)
             case rt.OutputItemAdded():
-                return self._on_output_item_added(ev)
+                return self._on_output_item_added(ev, now)
             case rt.AudioDone():
                 if ev.response_id not in self._cancelled:
+                    self._response_watch.event(ev.response_id, now)
                     self.ledger.audio_done(ev.item_id)
                     return [WakeTx()]
                 return []
@@ -420,7 +682,7 @@ class CallCore:
             case rt.ErrorEvent():
                 return self._on_error(ev, now)
             case rt.SessionUpdated():
-                return self._on_session_updated(ev)
+                return self._on_session_updated(ev, now)
             case rt.SessionCreated():
                 return [Log("DEBUG", "SESSION_CREATED", f"upstream session {ev.session_id}")]
             case rt.ItemTruncated():
@@ -430,6 +692,8 @@ class CallCore:
             case rt.TranscriptDone():
                 if ev.response_id in self._cancelled:
                     return []
+                self._response_watch.event(ev.response_id, now)
+                self._conversation.assistant_said(ev.item_id, ev.transcript)
                 return [
                     Log(
                         self._transcript_level,
@@ -462,6 +726,13 @@ class CallCore:
             return []
         counters.audio_deltas += 1
         counters.audio_ms_received += len(ev.audio) // BYTES_PER_MS
+        self._reply_watch.settle()
+        self._response_watch.event(ev.response_id, now)
+        if self._hold_queued:
+            # The model speaks again: a hold phrase or cue not started is not played; one
+            # that is playing ends first (a phrase cut mid-word sounds like a fault).
+            self.ledger.drop_unstarted_items(LOCAL_ITEM_PREFIX)
+            self._hold_queued = False
         active = self._state.active
         if active is not None and active.response_id == ev.response_id:
             active.audio_bytes += len(ev.audio)
@@ -470,18 +741,23 @@ class CallCore:
         dropped = self.ledger.add_audio(ev.response_id, ev.item_id, ev.audio)
         if dropped:
             counters.tx_overflow_frames += dropped
-            return [
-                WakeTx(),
-                Log("WARNING", "TX_OVERFLOW", f"local TX queue full: dropped {dropped} oldest"),
-            ]
+            # One per delta while the upstream sends faster than the caller hears: throttled.
+            detail = f"local TX queue full: dropped {dropped} oldest"
+            overflow = Log("WARNING", "TX_OVERFLOW", detail)
+            return [WakeTx(), *self._warnings.admit(overflow, now)]
         return [WakeTx()]
 
-    def _on_output_item_added(self, ev: rt.OutputItemAdded) -> list[Action]:
+    def _on_output_item_added(self, ev: rt.OutputItemAdded, now: float) -> list[Action]:
+        if ev.item_type == "function_call":
+            # The model answers the turn by acting; the tool's own filler covers the wait.
+            self._reply_watch.settle()
         if ev.role != "assistant" or ev.item_type != "message":
             return []
         if ev.response_id in self._cancelled:
             self._late_items.setdefault(ev.response_id, []).append(ev.item_id)
         else:
+            self._response_watch.event(ev.response_id, now)
+            self._conversation.assistant_item(ev.item_id)
             self.ledger.track_item(ev.response_id, ev.item_id)
         return []
 
@@ -500,10 +776,13 @@ class CallCore:
                 ),
             ]
         self._counters.responses += 1
+        self._response_watch.active(ev.response_id, now)
         return [Log("DEBUG", "RESPONSE_CREATED", ev.response_id)]
 
     def _on_response_done(self, ev: rt.ResponseDone, now: float) -> list[Action]:
         actions: list[Action] = []
+        if ev.response_id == self._response_watch.response_id:
+            self._response_watch.done()
         active = self._state.done(ev.response_id)
         if active is not None:
             first_ms = (
@@ -539,6 +818,7 @@ class CallCore:
         return [Log("INFO", "BARGE_IN_END", f"caller utterance ended at {ev.audio_end_ms} ms")]
 
     def _on_input_transcript(self, ev: rt.InputTranscript) -> list[Action]:
+        self._conversation.caller_said(ev.item_id, ev.transcript)
         released, discarded = self._notes.on_caller_transcript(ev.transcript)
         actions: list[Action] = [
             Log(self._transcript_level, "CALLER_SAID", repr(ev.transcript), {"item_id": ev.item_id})
@@ -570,6 +850,8 @@ class CallCore:
             return [EndCall(CallEnd(EndReason.SESSION_UPDATE_REJECTED, detail))]
         if ev.code in FATAL_ERROR_CODES:
             return [EndCall(CallEnd(EndReason.UPSTREAM_FATAL_ERROR, detail))]
+        if ev.code in SESSION_ENDING_ERROR_CODES:
+            return [DropUpstream(CallEnd(EndReason.OPENAI_CLOSED, detail))]
         if ev.event_id is not None:
             # Our request collided with a response we did not know about: ask again later.
             collided = ev.code == "conversation_already_has_active_response"
@@ -612,16 +894,64 @@ class CallCore:
 
     def next_deadline(self) -> float | None:
         """Trio time of the next timer the core needs (:meth:`on_timer`), if any."""
+        deadlines = [
+            self._reply_watch.deadline(),
+            self._response_watch.deadline(),
+            self._media_watch.deadline(),
+        ]
         duck = self._state.duck_state
         if duck is not None:
-            return duck.started_at + self.settings.confirm_window_ms / 1000.0
-        return None
+            deadlines.append(duck.started_at + self.settings.confirm_window_ms / 1000.0)
+        if self._outage is not None:
+            deadlines.append(self._outage.comfort_at)
+        return min((d for d in deadlines if d is not None), default=None)
 
-    def on_timer(self, now: float) -> list[LocalAction]:
+    def on_timer(self, now: float) -> list[Action]:
+        """Whatever of the call's timers is due at ``now`` (see :mod:`bridge.core.watchdogs`)."""
         self._cancelled.expire(now)
+        actions: list[Action] = []
         duck = self._state.duck_state
-        if duck is None or now < duck.started_at + self.settings.confirm_window_ms / 1000.0:
-            return []
+        if duck is not None and now >= duck.started_at + self.settings.confirm_window_ms / 1000.0:
+            actions += self._resume_held(duck)
+        outage = self._outage
+        if outage is not None and outage.comfort_due(now):
+            if outage.cues == 1:
+                comfort = self._play_hold_phrase("the upstream is healing")
+            else:
+                comfort = self._play_local("cue", self.settings.comfort_cue)
+                if comfort:
+                    self._counters.comfort_cues += 1
+            actions += comfort
+            if comfort:
+                # Again once this has played and the line has been quiet for a while.
+                play_end = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000
+                outage.comfort_at = play_end + CUE_QUIET_S
+        match self._reply_watch.due(now):
+            case ReplyDue.NUDGE if self.session_ready and self._state.may_create_response:
+                self._counters.reply_nudges += 1
+                actions.append(Log("INFO", "REPLY_NUDGE", "no reply started: asking again"))
+                actions.append(self._request_response())
+            case ReplyDue.HOLD_PHRASE if self._line_quiet and outage is None:
+                actions += self._play_hold_phrase("the reply is late")
+            case _:
+                pass  # nothing due, or the turn moved on meanwhile
+        if self._response_watch.stalled(now):
+            detail = f"no event of the response for {RESPONSE_STALL_S:g} s"
+            actions.append(DropUpstream(CallEnd(EndReason.OPENAI_RESPONSE_STALL, detail)))
+        match self._media_watch.due(now):
+            case MediaDue.STALL:
+                self._counters.media_stalls += 1
+                actions.append(
+                    Log("WARNING", "TWILIO_MEDIA_STALL", f"no caller media for {MEDIA_STALL_S:g} s")
+                )
+            case MediaDue.TIMEOUT:
+                detail = f"no caller media for {self.settings.media_timeout_s:g} s"
+                actions.append(EndCall(CallEnd(EndReason.TWILIO_MEDIA_TIMEOUT, detail)))
+            case None:
+                pass
+        return actions
+
+    def _resume_held(self, duck: Duck) -> list[Action]:
         # No server confirmation: a cough, a door, an "mm-hm". Resume where playout stopped.
         self._state.resume()
         self.ledger.resume(list(duck.held))
@@ -631,6 +961,26 @@ class CallCore:
             WakeTx(),
             report("INFO", BargeInResumed(self.settings.confirm_window_ms, held_ms)),
         ]
+
+    def _play_hold_phrase(self, why: str) -> list[Action]:
+        """Queue the hold phrase as audio of the bridge's own (never truncated upstream)."""
+        actions = self._play_local("hold", self.settings.hold_audio)
+        if not actions:
+            return []
+        self._counters.hold_phrases += 1
+        return [*actions, Log("INFO", "HOLD_PHRASE", f"the caller hears the hold phrase: {why}")]
+
+    def _play_local(self, kind: str, audio: bytes) -> list[Action]:
+        """Queue ``audio`` as an item of the bridge's own (``local_<kind>_<n>``); it is
+        dropped unplayed as soon as the model speaks again."""
+        if not audio:
+            return []
+        self._holds += 1
+        item_id = f"{LOCAL_ITEM_PREFIX}{kind}_{self._holds}"
+        self.ledger.add_audio(f"{LOCAL_ITEM_PREFIX}response", item_id, audio)
+        self.ledger.audio_done(item_id)
+        self._hold_queued = True
+        return [WakeTx()]
 
     def on_clear_written(self, now: float) -> None:
         """A barge-in's Twilio ``clear`` was written at Trio time ``now``."""
@@ -672,9 +1022,9 @@ class CallCore:
     ) -> BargeIn:
         """The hard barge-in: clear, flush, cancel, truncate/delete, drop late audio.
 
-    It is triggered by the server's ``speech_started`` (directly, or confirming a local
-    one), so the server has already cancelled the active response when ``interrupt_response``
-    is on (the default): the bridge then sends no ``response.cancel`` of its own."""
+        It is triggered by the server's ``speech_started`` (directly, or confirming a local
+        one), so the server has already cancelled the active response when ``interrupt_response``
+        is on (the default): the bridge then sends no ``response.cancel`` of its own."""
         clear: str | None = None
         unplayed_ms = 0
         flushed = self.ledger.flush_queue()
@@ -704,7 +1054,20 @@ class CallCore:
         for item in list(self.ledger.items.values()):
             heard_ms = self.ledger.heard_bytes(item.item_id, now) // BYTES_PER_MS
             fully_heard = item.audio_done and heard_ms * BYTES_PER_MS >= item.received_bytes
+            if item.item_id.startswith(LOCAL_ITEM_PREFIX) or item.item_id in self._foreign_items:
+                # Not in this session's conversation as audio; but if it was replayed to it
+                # as text while it still played, that text is replaced by what was heard.
+                if not fully_heard and item.received_bytes:
+                    self._conversation.assistant_cut(
+                        item.item_id, heard_ms * BYTES_PER_MS / item.received_bytes
+                    )
+                    upstream += self._correct_replay(item.item_id)
+                self.ledger.finalize(item.item_id)
+                continue
             if not fully_heard:
+                self._conversation.assistant_cut(
+                    item.item_id, heard_ms * BYTES_PER_MS / max(1, item.received_bytes)
+                )
                 if heard_ms >= 1:
                     truncations.append(Truncation(item.item_id, heard_ms, item.received_ms))
                     upstream.append(
@@ -738,8 +1101,25 @@ class CallCore:
             truncations=tuple(truncations),
             deleted_item_ids=tuple(deleted),
             held=False,
-            caller_speech_ms=self._gate.input_clock.to_twilio_ms(audio_start_ms),
+            caller_speech_ms=self._input_clock.to_twilio_ms(audio_start_ms),
         )
+
+    def _correct_replay(self, item_id: str) -> list[ClientEvent]:
+        fix = self._conversation.correction(item_id, self._event_id("item"))
+        if fix is None:
+            return []
+        events: list[ClientEvent] = [ItemDelete(self._event_id("delete"), fix.old_item_id)]
+        if fix.new_item_id is not None:
+            events.append(
+                ReplayMessage(
+                    self._event_id("replay"),
+                    "assistant",
+                    fix.text,
+                    fix.new_item_id,
+                    previous_item_id=fix.previous_item_id,
+                )
+            )
+        return events
 
     # -- application notes ----------------------------------------------------------------
 
@@ -761,6 +1141,12 @@ class CallCore:
         )
         if disposition is NoteDisposition.HOLD:
             return [Log("INFO", "NOTE_HELD", "note waits for the caller's confirmation")]
+        self._conversation.note(note.text)
+        if not self.session_ready:
+            # The next session gets it with the conversation (see _take_over).
+            if disposition is NoteDisposition.SEND_AND_RESPOND:
+                self._state.defer()
+            return [Log("INFO", "NOTE_QUEUED", "no session is ready: the note goes to the next")]
         actions: list[Action] = [SendUpstream(SystemMessage(self._event_id("note"), note.text))]
         self._counters.notes_sent += 1
         if disposition is NoteDisposition.SEND_SILENTLY:

@@ -106,6 +106,22 @@ class SystemMessage:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayMessage:
+    """A message of an earlier session, given to a new one as text (``conversation.item
+    .create``): the caller's words as ``input_text``, the AI's as ``output_text`` (assistant
+    audio cannot be created)."""
+
+    TYPE: ClassVar[str] = "conversation.item.create"
+    event_id: str
+    role: Literal["user", "assistant", "system"]
+    text: str
+    item_id: str
+    """Chosen by the bridge (up to 32 characters) so that the item can be replaced later."""
+    previous_item_id: str | None = None
+    """Insert after this item (``"root"``: first); ``None`` appends."""
+
+
 ClientEvent = (
     SessionUpdate
     | InputAudioAppend
@@ -114,6 +130,7 @@ ClientEvent = (
     | ItemTruncate
     | ItemDelete
     | SystemMessage
+    | ReplayMessage
 )
 
 
@@ -171,6 +188,23 @@ def _system_message(event: SystemMessage) -> dict[str, Any]:
     }
 
 
+def _replay_message(event: ReplayMessage) -> dict[str, Any]:
+    content_type = "output_text" if event.role == "assistant" else "input_text"
+    message: dict[str, Any] = {
+        "type": event.TYPE,
+        "event_id": event.event_id,
+        "item": {
+            "id": event.item_id,
+            "type": "message",
+            "role": event.role,
+            "content": [{"type": content_type, "text": event.text}],
+        },
+    }
+    if event.previous_item_id is not None:
+        message["previous_item_id"] = event.previous_item_id
+    return message
+
+
 def _dumps(obj: dict[str, Any]) -> str:
     return orjson.dumps(obj).decode()
 
@@ -205,5 +239,7 @@ def encode(event: ClientEvent) -> str:
             )
         case SystemMessage():
             return _dumps(_system_message(event))
+        case ReplayMessage():
+            return _dumps(_replay_message(event))
         case _:
             assert_never(event)

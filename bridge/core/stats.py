@@ -18,6 +18,7 @@ class CallCounters:
     frames_dropped_backlog: int = 0
     frames_gated: int = 0
     frames_upstream: int = 0
+    caller_audio_dropped_ms: int = 0
     inbound_gaps: int = 0
     inbound_gap_filled_ms: int = 0
     twilio_malformed: int = 0
@@ -48,6 +49,14 @@ class CallCounters:
     notes_sent: int = 0
     notes_silent: int = 0
     notes_discarded: int = 0
+    upstream_losses: int = 0
+    upstream_restores: int = 0
+    reconnect_attempts: int = 0
+    sessions_recycled: int = 0
+    hold_phrases: int = 0
+    comfort_cues: int = 0
+    reply_nudges: int = 0
+    media_stalls: int = 0
 
     def snapshot(self) -> CallStatistics:
         return CallStatistics(**dataclasses.asdict(self))
@@ -62,6 +71,9 @@ class CallStatistics:
     """Caller frames dropped, oldest first, because the gate stage fell a second behind."""
     frames_gated: int
     frames_upstream: int
+    caller_audio_dropped_ms: int
+    """Caller audio dropped (oldest first) while no session was ready for longer than the
+    bridge keeps it."""
     inbound_gaps: int
     inbound_gap_filled_ms: int
     twilio_malformed: int
@@ -92,6 +104,18 @@ class CallStatistics:
     notes_sent: int
     notes_silent: int
     notes_discarded: int
+    upstream_losses: int
+    upstream_restores: int
+    reconnect_attempts: int
+    """Upstream connections tried after the first (successful or not)."""
+    sessions_recycled: int
+    hold_phrases: int
+    """Times the caller heard the hold phrase (while healing, or a reply was late)."""
+    comfort_cues: int
+    """Soft cues played while a long outage healed, after its hold phrase."""
+    reply_nudges: int
+    media_stalls: int
+    """Times Twilio stopped sending caller media for more than 2 s."""
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

@@ -100,7 +100,7 @@ class HttpApp(Protocol):
     async def http(self, request: HttpRequest) -> HttpResponse:
         """Answer one plain HTTP request."""
 
-    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+    async def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
         """Why a WebSocket upgrade is refused (the HTTP answer), or ``None`` to accept it."""
 
     async def websocket(self, request: HttpRequest, ws: WebSocket) -> None:
@@ -323,7 +323,7 @@ async def _upgrade(
     conn: h11.Connection,
     request: HttpRequest,
 ) -> None:
-    refusal = app.refuse_websocket(request)
+    refusal = await app.refuse_websocket(request)
     if refusal is not None:
         await _respond(stream, conn, refusal, close=True)
         await _linger(stream)

@@ -94,7 +94,7 @@ class BridgeApp:
 
     # -- the media stream -----------------------------------------------------------------
 
-    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+    async def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
         if request.path.rstrip("/") != MEDIA_PATH:
             return _plain(404, "not found\n")
         if self.services.draining:

@@ -18,15 +18,13 @@ from bridge.runtime.websocket import WebSocket, WebSocketClosed
 
 
 class TwilioLeg:
-    __slots__ = ("_ws", "closed_by_us", "disconnect_code", "heard_at", "lock")
+    __slots__ = ("_ws", "closed_by_us", "disconnect_code", "lock")
 
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
         self.lock = trio.StrictFIFOLock()
         self.closed_by_us = False
         self.disconnect_code: int | None = None
-        self.heard_at = trio.current_time()
-        """When the latest message from Twilio arrived (Trio time)."""
 
     @property
     def connected(self) -> bool:
@@ -35,11 +33,8 @@ class TwilioLeg:
     async def receive(self) -> str | bytes | None:
         """Next frame from Twilio, or ``None`` once the socket is closed (code recorded)."""
         message = await self._ws.receive()
-        if message is None:
-            if self.disconnect_code is None:
-                self.disconnect_code = self._ws.close_code
-        else:
-            self.heard_at = trio.current_time()
+        if message is None and self.disconnect_code is None:
+            self.disconnect_code = self._ws.close_code
         return message
 
     async def write(self, *texts: str) -> None:

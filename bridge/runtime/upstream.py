@@ -9,8 +9,8 @@ shielded and time-bounded. Client events are encoded here, once, at the edge
 
 Failure modes: :func:`connect_upstream` raises :class:`bridge.errors.UpstreamUnavailable`
 (refused, rejected with an HTTP status, TLS, timeout, bad URL). Sending, receiving or
-pinging on a closed socket raises :class:`bridge.errors.CallEnded` with the close code and
-reason.
+pinging on a closed socket raises :class:`bridge.errors.UpstreamLost` with the close code
+and reason.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from wsproto.utilities import ProtocolError
 from bridge.config import Secret
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.realtime_client import ClientEvent, encode
-from bridge.errors import CallEnded, UpstreamUnavailable
+from bridge.errors import UpstreamLost, UpstreamUnavailable
 from bridge.runtime.websocket import RECEIVE_BYTES, WebSocket, WebSocketClosed
 
 MAX_MESSAGE_CHARS = 16 * 1024 * 1024
@@ -48,20 +48,25 @@ class Upstream:
         try:
             await self._ws.send_texts([encode(event)])
         except WebSocketClosed as closed:
-            raise CallEnded(closed_reason(closed.code, closed.reason)) from None
+            raise UpstreamLost(closed_reason(closed.code, closed.reason)) from None
 
     async def receive(self) -> str | bytes:
         message = await self._ws.receive()
         if message is None:
-            raise CallEnded(closed_reason(self._ws.close_code, self._ws.close_reason))
+            raise UpstreamLost(closed_reason(self._ws.close_code, self._ws.close_reason))
         return message
 
+    @property
+    def last_received_at(self) -> float:
+        """Trio time anything (an event, a pong) last came from the service."""
+        return self._ws.last_received_at
+
     async def ping(self) -> None:
-        """Wait for a pong; raises :class:`CallEnded` if the socket closes meanwhile."""
+        """Wait for a pong; raises :class:`UpstreamLost` if the socket closes meanwhile."""
         try:
             await self._ws.ping()
         except WebSocketClosed as closed:
-            raise CallEnded(closed_reason(closed.code, closed.reason)) from None
+            raise UpstreamLost(closed_reason(closed.code, closed.reason)) from None
 
     async def aclose(self, code: int = 1000) -> None:
         """Close handshake, then the TCP stream (closed even if this is cancelled)."""
@@ -98,12 +103,23 @@ async def _handshake(
                     return ws
                 case RejectConnection(status_code=status, has_body=has_body):
                     if not has_body:
-                        raise UpstreamUnavailable(f"handshake failed: HTTP {status}")
+                        raise _rejected(status)
                     rejected = status
                 case RejectData(body_finished=True) if rejected is not None:
-                    raise UpstreamUnavailable(f"handshake failed: HTTP {rejected}")
+                    raise _rejected(rejected)
                 case _:
                     pass  # more of a rejection body, until it is finished
+
+
+NOT_RETRYABLE_STATUSES = frozenset({400, 401, 403, 404})
+"""A handshake answered with one of these will be answered so again: the key, the account
+or the URL is wrong, and retrying only delays the fallback."""
+
+
+def _rejected(status: int) -> UpstreamUnavailable:
+    return UpstreamUnavailable(
+        f"handshake failed: HTTP {status}", retryable=status not in NOT_RETRYABLE_STATUSES
+    )
 
 
 async def connect_upstream(url: str, api_key: Secret | None, *, timeout_s: float) -> Upstream:
@@ -129,7 +145,9 @@ async def connect_upstream(url: str, api_key: Secret | None, *, timeout_s: float
                 raise UpstreamUnavailable(f"no handshake within {timeout_s:g} s") from None
             case ProtocolError():
                 raise UpstreamUnavailable(f"handshake failed: {exc}") from None
-            case OSError() | ssl.SSLError() | ValueError() | trio.BrokenResourceError():
+            case ValueError():
+                raise UpstreamUnavailable(f"{exc}", retryable=False) from None
+            case OSError() | ssl.SSLError() | trio.BrokenResourceError():
                 raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from None
         raise
     return Upstream(WebSocket(stream, ws, max_message_chars=MAX_MESSAGE_CHARS))

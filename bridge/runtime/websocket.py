@@ -68,17 +68,20 @@ class _Protocol(Protocol):
 class WebSocket:
     __slots__ = (
         "_bytes_parts",
+        "_closed_event",
         "_max_message_chars",
         "_message_chars",
         "_pending",
         "_pings",
         "_pongs",
         "_proto",
+        "_reading",
         "_send_lock",
         "_stream",
         "_text_parts",
         "close_code",
         "close_reason",
+        "last_received_at",
     )
 
     def __init__(
@@ -104,6 +107,11 @@ class WebSocket:
         self.close_code: int | None = None
         """Set once the connection is closed: the peer's code, ours, or 1006 (no close frame)."""
         self.close_reason = ""
+        self._reading = False
+        """A task is in :meth:`receive`: only it may read the stream."""
+        self._closed_event = trio.Event()
+        self.last_received_at = trio.current_time()
+        """Trio time bytes last came from the peer (the heartbeat pings only a quiet peer)."""
         if received:
             self._proto.receive_data(received)
 
@@ -117,15 +125,20 @@ class WebSocket:
         """The next message, or ``None`` once the connection is closed (see
         :attr:`close_code`). Pings are answered and the peer's close is replied to here."""
         while not self._pending:
-            if self.close_code is not None:
-                return None
             await self._handle_events()
-            if self._pending or self.close_code is not None:
-                continue
+            if self._pending:
+                break
+            if self._proto.state is ConnectionState.CLOSED:
+                return None
+            # Open, or closing on our side: read on (the peer's close reply ends it).
+            self._reading = True
             try:
                 data = bytes(await self._stream.receive_some(RECEIVE_BYTES))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
+            finally:
+                self._reading = False
+            self.last_received_at = trio.current_time()
             # b"" is the end of the stream: wsproto then reports a close with 1006.
             self._proto.receive_data(data or None)
         return self._pending.popleft()
@@ -188,6 +201,8 @@ class WebSocket:
     def _closed(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
+        if self._proto.state is ConnectionState.CLOSED:
+            self._closed_event.set()
         for waiter in self._pongs.values():
             waiter.set()
         self._pongs.clear()
@@ -240,10 +255,13 @@ class WebSocket:
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close handshake (wait for the peer's reply, bounded by the caller's cancel scope),
-        then the stream, which is closed even if this is cancelled."""
+        then the stream, which is closed even if this is cancelled. If another task is
+        reading, that task sees the reply; this one waits for it."""
         try:
             if self._proto.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
                 await self._write(self._close_frame(code, reason[:120]))
+            if self._reading:
+                await self._closed_event.wait()
             while self._proto.state is ConnectionState.LOCAL_CLOSING:
                 try:
                     data = bytes(await self._stream.receive_some(RECEIVE_BYTES))

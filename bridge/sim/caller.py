@@ -28,6 +28,7 @@ a socket closed by the bridge ends the call normally and is recorded in the repo
 from __future__ import annotations
 
 import math
+import random
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal, TypeVar
@@ -108,6 +109,7 @@ class SimCaller:
         "_conn_scope",
         "_counters",
         "_hangup_requested",
+        "_jitter",
         "_noise",
         "_ran",
         "_recorder",
@@ -131,6 +133,7 @@ class SimCaller:
             if options.noise_dbfs is None
             else synth.line_noise(_NOISE_LOOP_MS, seed=0, level_dbfs=options.noise_dbfs)
         )
+        self._jitter = random.Random(options.jitter_seed) if options.jitter_ms > 0 else None
         self._scheduler: SpeechScheduler | None = None
         self._recorder = CallRecorder(origin=0.0)
         """Replaced when :meth:`run` starts, with the real time zero."""
@@ -402,6 +405,10 @@ class SimCaller:
                 return "max duration"
             if frame_end > hangup_at + TIME_EPS_S:
                 return "script"
+            if self._jitter is not None:
+                # Late by up to jitter_ms after its capture; the frames behind wait for it.
+                late_s = self._jitter.uniform(0.0, self.options.jitter_ms) / 1000.0
+                await trio.sleep_until(self._trio_time(frame_end + late_s))
             await self._advance()
             turns = self.playback.turns
             for start, speech in scheduler.schedule(frame_start, turns):

@@ -85,6 +85,14 @@ class SimUpstreamOptions:
     unknown_item_code: str | None = _SESSION_DEFAULTS.unknown_item_code
     """UNCONFIRMED: code of the error for an unknown ``item_id``."""
     require_api_key: str | None = None
+    handshake_delay_ms: float = 0.0
+    """Each WebSocket handshake waits this long before it is answered (a slow service)."""
+    session_max_s: float | None = None
+    """Close every session with 1001 and the service's cap message at this age, as the real
+    service does at 60 minutes."""
+    refuse_reconnects: int = 0
+    """Answer this many handshakes after the first session's with HTTP 503 (a service that
+    will not take the call back at once); ``refuse_next`` does the same at run time."""
     faults: FaultPlan = field(default_factory=FaultPlan)
     seed: int = _SESSION_DEFAULTS.seed
     clock: Callable[[], float] = trio.current_time
@@ -170,6 +178,13 @@ class SimSession:
         """Audio ms per item of the next response created (queued in call order)."""
         self.core.next_reply_ms(ms)
 
+    def slow_replies(self, first_delta_delay_ms: float) -> None:
+        """From now on, each response streams its first delta this long after it was
+        created (a model that is slow to answer)."""
+        self.core.settings = dataclasses.replace(
+            self.core.settings, first_delta_delay_ms=first_delta_delay_ms
+        )
+
     def push_caller_transcript(self, text: str) -> None:
         """Transcript of the next committed caller turn (before the scripted ones)."""
         self.core.push_caller_transcript(text)
@@ -221,12 +236,22 @@ class SimSession:
 class SimUpstream:
     """The server. ``await nursery.start(sim.serve)`` returns its URL."""
 
-    __slots__ = ("_session_added", "_url", "options", "rejected_handshakes", "sessions")
+    __slots__ = (
+        "_reconnect_refusals",
+        "_refusals",
+        "_session_added",
+        "_url",
+        "options",
+        "rejected_handshakes",
+        "sessions",
+    )
 
     def __init__(self, options: SimUpstreamOptions | None = None) -> None:
         self.options = options if options is not None else SimUpstreamOptions()
         self.sessions: list[SimSession] = []
         self.rejected_handshakes = 0
+        self._refusals: deque[int] = deque()
+        self._reconnect_refusals = self.options.refuse_reconnects
         self._url: str | None = None
         self._session_added = trio.Event()
 
@@ -273,8 +298,21 @@ class SimUpstream:
     async def http(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(426, b"the Realtime API is a WebSocket\n")
 
-    def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
-        """401 for a missing or wrong key (when one is required), as the service answers."""
+    def refuse_next(self, handshakes: int, status: int = 503) -> None:
+        """Answer the next ``handshakes`` WebSocket handshakes with HTTP ``status``."""
+        self._refusals.extend([status] * handshakes)
+
+    async def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+        """401 for a missing or wrong key (when one is required), as the service answers;
+        the refusals asked for by :meth:`refuse_next`."""
+        await trio.sleep(self.options.handshake_delay_ms / 1000.0)
+        if self.sessions and self._reconnect_refusals > 0:
+            self._reconnect_refusals -= 1
+            self._refusals.append(503)
+        if self._refusals:
+            self.rejected_handshakes += 1
+            status = self._refusals.popleft()
+            return HttpResponse(status, b'{"error": {"message": "Service unavailable"}}')
         key = self.options.require_api_key
         if key is None or request.header(b"authorization") == f"Bearer {key}".encode():
             return None
@@ -352,7 +390,11 @@ class SimUpstream:
         inbox: trio.MemoryReceiveChannel[_InboxItem],
     ) -> None:
         clock = self.options.clock
-        planned = deque(sorted(self.options.faults.faults, key=lambda f: f.at_ms or 0))
+        faults = list(self.options.faults.faults)
+        if self.options.session_max_s is not None:
+            cap_ms = round(self.options.session_max_s * 1000)
+            faults.append(Fault(FaultKind.CLOSE, at_ms=cap_ms, close_code=1001))
+        planned = deque(sorted(faults, key=lambda f: f.at_ms or 0))
         await self._send(ws, sim, sim.core.open())
         while True:
             while sim.commands:
