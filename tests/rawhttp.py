@@ -20,8 +20,11 @@ class RawResponse:
     body: bytes
 
 
-def parse_response(data: bytes) -> RawResponse | None:
-    """The first response in ``data`` (``None`` if there is none)."""
+def parse_response(data: bytes, *, to_head: bool = False) -> RawResponse | None:
+    """The first response in ``data`` (``None`` if there is none). ``to_head``: it answers
+    a ``HEAD``, so it has no body and what follows it is the next answer; unless the server
+    could not read the request as a ``HEAD`` (a bad request line) and sent the body its
+    ``Content-Length`` declares."""
     head, sep, rest = data.partition(b"\r\n\r\n")
     if not sep:
         return None
@@ -32,6 +35,8 @@ def parse_response(data: bytes) -> RawResponse | None:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
     length = int(headers.get(b"content-length", b"0"))
+    if to_head and (not rest or rest.startswith(b"HTTP/")):
+        length = 0
     return RawResponse(status, headers, rest[:length])
 
 

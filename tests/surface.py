@@ -164,8 +164,11 @@ class BridgeProcess:
         return f"wss://127.0.0.1:{self.port}/twilio/media"
 
 
-def http_exchange(port: int, data: bytes, *, timeout_s: float = 10.0) -> RawResponse | None:
-    """Send ``data``, shut our side, read until the bridge closes; the first response."""
+def http_exchange(
+    port: int, data: bytes, *, timeout_s: float = 10.0, to_head: bool = False
+) -> RawResponse | None:
+    """Send ``data``, shut our side, read until the bridge closes; the first response
+    (``to_head``: of a ``HEAD``, see :func:`tests.rawhttp.parse_response`)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
         received = bytearray()
         try:
@@ -178,7 +181,7 @@ def http_exchange(port: int, data: bytes, *, timeout_s: float = 10.0) -> RawResp
         except OSError as closed:
             if closed.errno != errno.ENOTCONN:  # the bridge was done with us before the shutdown
                 raise
-        return parse_response(bytes(received))
+        return parse_response(bytes(received), to_head=to_head)
 
 
 @dataclass

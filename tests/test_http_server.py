@@ -142,6 +142,28 @@ async def test_an_error_answer_to_head_has_no_body_either(
     assert logs.errors == []
 
 
+async def test_an_error_after_a_head_request_on_the_same_connection_has_its_body(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    """A HEAD answered, then junk where the next request should be: the error answer
+    belongs to that next request, not to the HEAD, so it carries its body (and goes out)."""
+    junk = b"\x0e" * 1000
+    with trio.fail_after(20):
+        port = await _serve(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + junk)
+            await stream.send_eof()
+            data = b""
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    first, _, second = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert second.startswith(b"HTTP/1.1 400 ")
+    assert second.endswith(b"\r\n\r\nbad request\n")
+    assert logs.errors == []
+
+
 async def test_an_answer_that_ends_the_connection_is_not_lost_to_a_reset(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:

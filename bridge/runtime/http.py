@@ -192,6 +192,8 @@ async def _serve_connection(
     try:
         while True:
             request: HttpRequest | None = None
+            # An error before the next head is parsed answers that request, not the last.
+            head_only = False
             with trio.move_on_after(limits.request_timeout_s) as waited:
                 head = await _read_head(stream, conn)
                 if head is not None:
