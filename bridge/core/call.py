@@ -38,9 +38,12 @@ from bridge.core.actions import (
     LogLevel,
     QueueCallerAudio,
     SendUpstream,
+    ToApp,
     Truncation,
     WakeTx,
 )
+from bridge.core.app_work import EmitEvent
+from bridge.core.call_events import BargeInHappened, Transcript
 from bridge.core.cancelled import CancelledResponses
 from bridge.core.codec import UpstreamCodec
 from bridge.core.ending import CallEnd, EndReason
@@ -59,6 +62,7 @@ from bridge.core.realtime_client import (
 )
 from bridge.core.records import BargeInResumed, ResponseFinished, report
 from bridge.core.state import (
+    ActiveResponse,
     ConversationState,
     Created,
     Duck,
@@ -67,6 +71,9 @@ from bridge.core.state import (
     SessionPhase,
 )
 from bridge.core.stats import CallCounters, CallStatistics
+from bridge.core.tools import Moment, ToolLedger, ToolResult
+from bridge.core.toolspec import ToolCatalog
+from bridge.core.transcripts import TranscriptLedger
 
 FastBargeIn = Literal["off", "duck"]
 
@@ -104,6 +111,12 @@ class CoreSettings:
     gate_enabled: bool
     log_transcripts: bool
     """Log what the caller and the AI said at INFO (personal data)."""
+    tools: ToolCatalog
+    """The tools the model may call (``BRIDGE_TOOLS_FILE``; see :mod:`bridge.core.tools`)."""
+    tool_filler_ms: int
+    """Silence while a tool runs before the filler is heard (0: no filler)."""
+    call_events: bool
+    """Call events go to the application (``BRIDGE_EVENTS_URL`` is set)."""
     max_queued_ms: int = MAX_QUEUED_MS
     """Not a user setting: the local TX queue cap (tests make it small)."""
 
@@ -142,6 +155,8 @@ class CallCore:
         "_pacer",
         "_session_update_id",
         "_state",
+        "_tools",
+        "_transcripts",
         "call_sid",
         "ledger",
         "settings",
@@ -173,6 +188,17 @@ class CallCore:
         self._late_items: dict[str, list[str]] = {}
         """Items of an already-cancelled response that appeared late: deleted at its done."""
         self._event_seq = 0
+        self._tools = ToolLedger(
+            settings.tools,
+            state=self._state,
+            counters=self._counters,
+            ids=self._event_id,
+            filler_ms=settings.tool_filler_ms,
+            events=settings.call_events,
+        )
+        """Function calls and their rules (:mod:`bridge.core.tools`)."""
+        self._transcripts = TranscriptLedger()
+        """AI transcripts waiting to be settled as heard (call events only)."""
 
     # -- read-only views ------------------------------------------------------------------
 
@@ -250,7 +276,8 @@ class CallCore:
             case twilio.Mark():
                 return self._on_mark(ev.name, now)
             case twilio.Stop():
-                return [EndCall(CallEnd(EndReason.TWILIO_STOP))]
+                # An exit's REST request ends the stream too: that is the exit's end.
+                return [EndCall(self._tools.twilio_stopped() or CallEnd(EndReason.TWILIO_STOP))]
             case twilio.Dtmf():
                 return [Log("DEBUG", "DTMF", f"digit={ev.digit}")]
             case twilio.Malformed():
@@ -288,7 +315,7 @@ class CallCore:
                 return [Log("DEBUG", "MARK_UNKNOWN", f"ignored mark {name!r}")]
             case _:
                 assert_never(outcome)
-        return []
+        return self._after_playout(now)
 
     # -- caller audio (the gate stage) ----------------------------------------------------
 
@@ -381,15 +408,20 @@ class CallCore:
             case rt.TranscriptDelta():
                 if ev.response_id in self._cancelled:
                     self._counters.late_transcripts_dropped += 1
+                elif self.settings.call_events:
+                    self._transcripts.on_delta(ev.item_id, ev.delta)
                 return []
             case rt.SpeechStarted():
                 return self._on_speech_started(ev, now)
             case rt.SpeechStopped():
-                return self._on_speech_stopped(ev)
+                return self._on_speech_stopped(ev, now)
             case rt.ResponseCreated():
                 return self._on_response_created(ev, now)
             case rt.OutputItemAdded():
                 return self._on_output_item_added(ev)
+            case rt.FunctionCallDone():
+                cancelled = ev.response_id in self._cancelled
+                return self._tools.on_function_call(ev, self._moment(now), cancelled=cancelled)
             case rt.AudioDone():
                 if ev.response_id not in self._cancelled:
                     self.ledger.audio_done(ev.item_id)
@@ -410,15 +442,17 @@ class CallCore:
             case rt.ItemDeleted():
                 return [Log("DEBUG", "DELETED", ev.item_id)]
             case rt.TranscriptDone():
+                settled = self._ai_transcript_done(ev)
                 if ev.response_id in self._cancelled:
-                    return []
+                    return settled
                 return [
                     Log(
                         self._transcript_level,
                         "AI_SAID",
                         repr(ev.transcript),
                         {"item_id": ev.item_id},
-                    )
+                    ),
+                    *settled,
                 ]
             case rt.UnknownEvent():
                 self._counters.upstream_unknown += 1
@@ -487,6 +521,7 @@ class CallCore:
                 ),
             ]
         self._counters.responses += 1
+        self._tools.on_response_created(ev.response_id, ev.metadata.get("bridge_request"))
         return [Log("DEBUG", "RESPONSE_CREATED", ev.response_id)]
 
     def _on_response_done(self, ev: rt.ResponseDone, now: float) -> list[Action]:
@@ -511,25 +546,36 @@ class CallCore:
             actions.append(SendUpstream(ItemDelete(self._event_id("delete"), item_id)))
         if self._state.take_deferred():
             actions.append(self._request_response())
+        actions.extend(self._tools_on_response_done(ev.response_id, active, now))
         return actions
 
     def _on_speech_started(self, ev: rt.SpeechStarted, now: float) -> list[Action]:
+        self._tools.on_speech(started=True)
         if self._state.floor is Floor.HELD:
-            return [self._barge_in(now, "confirmed", ev.audio_start_ms)]
+            plan = self._barge_in(now, "confirmed", ev.audio_start_ms)
+            return [plan, *self._after_barge_in(plan, now)]
         if not self.ai_speaking:
             return [Log("DEBUG", "SPEECH_STARTED", "caller speaks; AI silent, nothing to stop")]
-        return [self._barge_in(now, "server", ev.audio_start_ms)]
+        plan = self._barge_in(now, "server", ev.audio_start_ms)
+        return [plan, *self._after_barge_in(plan, now)]
 
-    def _on_speech_stopped(self, ev: rt.SpeechStopped) -> list[Action]:
+    def _on_speech_stopped(self, ev: rt.SpeechStopped, now: float) -> list[Action]:
+        server_responds = self.settings.session.turn_detection.create_response
         if not self._state.caller_stopped():
-            return []
-        return [Log("INFO", "BARGE_IN_END", f"caller utterance ended at {ev.audio_end_ms} ms")]
+            return self._tools.on_caller_turn_end(self._moment(now), server_responds)
+        return [
+            Log("INFO", "BARGE_IN_END", f"caller utterance ended at {ev.audio_end_ms} ms"),
+            *self._tools.on_caller_turn_end(self._moment(now), server_responds),
+        ]
 
     def _on_input_transcript(self, ev: rt.InputTranscript) -> list[Action]:
         released, discarded = self._notes.on_caller_transcript(ev.transcript)
         actions: list[Action] = [
             Log(self._transcript_level, "CALLER_SAID", repr(ev.transcript), {"item_id": ev.item_id})
         ]
+        if self.settings.call_events and ev.transcript:
+            said = Transcript("caller", ev.item_id, ev.transcript, False, None, None)
+            actions.append(self._emit(said))
         if discarded:
             self._counters.notes_discarded += len(discarded)
             actions.append(
@@ -750,4 +796,90 @@ class CallCore:
         else:
             self._state.defer()
             actions.append(Log("INFO", "NOTE_DEFERRED", "response.create waits for response.done"))
+        return actions
+
+    # -- tools and call events (bridge.core.tools, bridge.core.transcripts) ---------------
+
+    def _moment(self, now: float) -> Moment:
+        in_flight = sum(len(sent.frame.payload) for sent in self.ledger.in_flight)
+        return Moment(
+            now=now,
+            ai_speaking=self.ai_speaking,
+            last_heard_at=self.ledger.last_ack_at,
+            unplayed_ms=self.ledger.queued_ms() + in_flight // BYTES_PER_MS,
+        )
+
+    def _emit(self, event: Transcript | BargeInHappened) -> ToApp:
+        return ToApp(EmitEvent(event))
+
+    def count_event(self, *, dropped: bool) -> None:
+        """The application link queued (or, full, dropped) a call event."""
+        if dropped:
+            self._counters.events_dropped += 1
+        else:
+            self._counters.events_emitted += 1
+
+    @property
+    def tool_exit(self) -> str | None:
+        """``end_call`` or ``transfer_call`` while one is pending."""
+        return self._tools.exit_kind
+
+    def on_tool_result(self, call_id: str, result: ToolResult, now: float) -> list[Action]:
+        """The application link's outcome of a :class:`~bridge.core.app_work.RunTool`."""
+        return self._tools.on_result(call_id, result, self._moment(now))
+
+    def on_exit_result(self, call_id: str, ok: bool, detail: str, now: float) -> list[Action]:
+        """The REST work of an exit is done (:class:`~bridge.core.app_work.RunExit`)."""
+        actions, note, epoch = self._tools.on_exit_result(call_id, ok, detail)
+        if note is not None:
+            # A failed transfer is spoken, under the notes' rules (never after a barge-in).
+            actions += self.submit_note(note, respond=True, awaits_confirmation=False, epoch=epoch)
+        return actions
+
+    def tools_deadline(self, now: float) -> float | None:
+        """Trio time of the next tool timer (filler, exit cap), if any."""
+        return self._tools.deadline(self._moment(now))
+
+    def on_tools_timer(self, now: float) -> list[Action]:
+        return self._tools.on_timer(self._moment(now))
+
+    def _tools_on_response_done(
+        self, response_id: str, active: ActiveResponse | None, now: float
+    ) -> list[Action]:
+        audio_ms = 0
+        if active is not None:
+            audio_ms = active.audio_bytes // BYTES_PER_MS
+            if active.first_audio_at is not None:
+                self._tools.on_first_audio(active.first_audio_at - active.created_at)
+        return self._tools.on_response_done(response_id, audio_ms, self._moment(now))
+
+    def _after_barge_in(self, plan: BargeIn, now: float) -> list[Action]:
+        """After a hard barge-in's own steps: the tool rules, then its call events."""
+        actions: list[Action] = list(self._tools.on_barge_in(self._moment(now)))
+        if self.settings.call_events:
+            truncated: tuple[dict[str, int | str], ...] = tuple(
+                {"item_id": t.item_id, "heard_ms": t.audio_end_ms, "audio_ms": t.received_ms}
+                for t in plan.truncations
+            )
+            event = BargeInHappened(
+                plan.trigger, self.barge_in_epoch, truncated, plan.deleted_item_ids
+            )
+            actions.append(self._emit(event))
+            settled = self._transcripts.on_barge_in(plan.truncations, plan.deleted_item_ids)
+            actions.extend(self._emit(t) for t in settled)
+        return actions
+
+    def _ai_transcript_done(self, ev: rt.TranscriptDone) -> list[Action]:
+        if not self.settings.call_events:
+            return []
+        playing = ev.item_id in self.ledger.items
+        settled = self._transcripts.on_done(ev.item_id, ev.transcript, playing)
+        return [self._emit(t) for t in settled]
+
+    def _after_playout(self, now: float) -> list[LocalAction]:
+        """A mark echoed: an exit may proceed, AI transcripts may be settled as heard."""
+        actions: list[LocalAction] = list(self._tools.on_heard(self._moment(now)))
+        if self.settings.call_events:
+            settled = self._transcripts.on_heard(self.ledger.items.keys())
+            actions.extend(self._emit(t) for t in settled)
         return actions

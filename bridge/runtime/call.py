@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import assert_never
 
 import trio
@@ -45,13 +46,17 @@ from bridge.core.actions import (
     Log,
     QueueCallerAudio,
     SendUpstream,
+    ToApp,
     WakeTx,
 )
 from bridge.core.call import CallCore, TxSend, TxWait
+from bridge.core.call_events import CallEnded as CallEndedEvent
+from bridge.core.call_events import CallStarted
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.records import BargeInReport, CallFinished, report
 from bridge.errors import CallEnded, UpstreamUnavailable
 from bridge.logs import log_action, log_tagged
+from bridge.runtime.app_link import AppLink
 from bridge.runtime.registry import NOTES_CHANNEL_SIZE, CallHandle, NoteRequest
 from bridge.runtime.services import Services
 from bridge.runtime.twilio_leg import TwilioLeg
@@ -67,6 +72,7 @@ class CallIO:
     """Runtime resources of one call. Every field is set here; ``__slots__`` forbids others."""
 
     __slots__ = (
+        "app",
         "core",
         "doorbell_recv",
         "doorbell_send",
@@ -99,6 +105,8 @@ class CallIO:
         self.doorbell_send, self.doorbell_recv = trio.open_memory_channel[None](1)
         notes_send, self.notes_recv = trio.open_memory_channel[NoteRequest](NOTES_CHANNEL_SIZE)
         self.handle = CallHandle(self.core, notes_send, now)
+        self.app = AppLink(services, self.core)
+        """Tool requests, exits and call events (:mod:`bridge.runtime.app_link`)."""
 
     def end(self, end: CallEnd) -> None:
         """End the call; the first end wins."""
@@ -137,6 +145,8 @@ def apply_local(io: CallIO, actions: Sequence[LocalAction]) -> None:
                 io.end(end)
             case QueueCallerAudio(media=media):
                 io.push_inbound(media)
+            case ToApp(work=work):
+                io.app.accept(work)
             case _:
                 assert_never(action)
 
@@ -151,7 +161,7 @@ async def execute(io: CallIO, upstream: Upstream, actions: Sequence[Action]) -> 
                 await _barge_in(io, upstream, action)
             case WakeTx():
                 await _send_due_audio(io)
-            case Log() | EndCall() | QueueCallerAudio():
+            case Log() | EndCall() | QueueCallerAudio() | ToApp():
                 apply_local(io, (action,))
             case _:
                 assert_never(action)
@@ -333,6 +343,9 @@ async def _run(io: CallIO) -> None:
                     call.start_soon(_heartbeat, io, upstream, name=f"upstream_heartbeat:{sid}")
                     call.start_soon(_notes_pump, io, upstream, name=f"notes_pump:{sid}")
                     call.start_soon(_call_limit, io, name=f"call_limit:{sid}")
+                    # Tools, exits and call events: their HTTP never runs in the OpenAI reader.
+                    run_app = partial(execute, io, upstream)
+                    call.start_soon(io.app.run, run_app, name=f"app_link:{sid}")
                     await execute(io, upstream, io.core.on_upstream_open(trio.current_time()))
                     with trio.move_on_after(config.session_timeout_s):
                         await io.session_ready.wait()
@@ -397,7 +410,11 @@ async def _finish(io: CallIO) -> None:
             hangup = f"timed out after {REST_HANGUP_S:g}s"
             services.metrics.rest_hangup(False)
     elif services.rest is not None:
-        hangup = "skipped (Twilio ended the stream)"
+        hangup = (
+            "skipped (Twilio ended the stream)"
+            if end.reason is EndReason.TWILIO_STOP
+            else f"done by {end.reason.value} (see CALL_EXIT)"
+        )
     statistics = io.core.statistics()
     # No checkpoint from here on: the call leaves the live set and its counts join the
     # ended totals in one step, so /metrics never counts them twice or not at all.
@@ -413,6 +430,9 @@ async def _finish(io: CallIO) -> None:
     )
     log_action(report("INFO" if end.reason.is_normal else "WARNING", record))
     io.handle.ended.set()
+    await io.app.finish(
+        CallEndedEvent(record.reason, record.detail, record.duration_s, record.statistics)
+    )
 
 
 async def run_call(services: Services, leg: TwilioLeg) -> None:
@@ -431,6 +451,7 @@ async def run_call(services: Services, leg: TwilioLeg) -> None:
             "CALL_START",
             f"stream {start.stream_sid} params={dict(start.custom_parameters)}",
         )
+        io.app.emit(CallStarted(dict(start.custom_parameters)))
         try:
             unsupported = start.unsupported_media_format()
             if unsupported is not None:

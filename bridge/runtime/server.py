@@ -30,9 +30,10 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from bridge.config import BridgeConfig, ConfigError
+from bridge.config import BridgeConfig, ConfigError, check_together
 from bridge.core.records import BridgeReady, report
 from bridge.logs import log_action, log_tagged
+from bridge.runtime.app_link import own_base_url
 from bridge.runtime.asgi import BridgeApp
 from bridge.runtime.hangup import TwilioRest
 from bridge.runtime.registry import CallRegistry
@@ -93,13 +94,15 @@ async def run_bridge(
 
     Raises:
         ConfigError: the configuration asks for the embedded simulated upstream (no key and
-            no URL) and no ``upstream_url`` was given: the runtime cannot start one itself.
+            no URL) and no ``upstream_url`` was given: the runtime cannot start one itself;
+            or settings that only work together are not all set (:func:`check_together`).
     """
     if upstream_url is None and config.uses_embedded_upstream:
         raise ConfigError(
             "no upstream: set OPENAI_API_KEY or OPENAI_REALTIME_URL, or pass upstream_url= "
             "(bridge.sim.upstream.SimUpstream serves one for tests)"
         )
+    check_together(config)
     upstream = upstream_url or config.realtime_url
     log_tagged("INFO", "BRIDGE_START", f"upstream {upstream}")
     rest_auth = (
@@ -139,6 +142,8 @@ async def run_bridge(
         bound = urlsplit(binds[0])
         host = bound.hostname or config.host
         server = BridgeServer(host, bound.port or config.port, services, stop)
+        if config.internal_url is None:  # tools: each call's control URL names this process
+            services.internal_base_url = await own_base_url(config.host, server.port)
         log_action(report("INFO", BridgeReady(server.host, server.port)))
         task_status.started(server)
 
