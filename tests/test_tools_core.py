@@ -11,7 +11,7 @@ from bridge.core.app_work import CancelTool, RunExit, RunTool
 from bridge.core.call_events import BargeInHappened, ToolCalled, Transcript
 from bridge.core.ending import EndReason
 from bridge.core.realtime_client import SystemMessage
-from bridge.core.tools import DEFAULT_LEAD_S, MAX_RUNNING, ToolResult
+from bridge.core.tools import DEFAULT_LEAD_S, LEAD_MARGIN_S, MAX_RUNNING, ToolResult
 from bridge.core.twilio import Stop
 from tests.core_driver import Driver
 from tests.tool_support import creates, events, function_call, outputs, tool_driver, work
@@ -166,7 +166,7 @@ def test_the_filler_is_asked_for_once_ahead_of_the_silence_by_the_measured_lead(
     function_call(d, "resp_1", "call_1", "lookup_order")
     d.response_done("resp_1")
     deadline = d.core.tools_deadline(d.now)
-    assert deadline == pytest.approx(d.now + 1.0 - 0.45)
+    assert deadline == pytest.approx(d.now + 1.0 - 0.45 - LEAD_MARGIN_S)
     assert d.core.on_tools_timer(deadline - 0.01) == []
     d.now = deadline
     filler = d.record(d.core.on_tools_timer(d.now))
@@ -190,13 +190,13 @@ def test_the_filler_waits_while_the_ai_is_still_heard_and_counts_silence_from_th
     function_call(d, "resp_1", "call_1", "lookup_order")
     d.response_done("resp_1")
     first = d.core.tools_deadline(d.now)
-    assert first == pytest.approx(d.now + 1.0 - 0.2)
+    assert first == pytest.approx(d.now + 1.0 - 0.2 - LEAD_MARGIN_S)
     d.play(800)
     assert creates(d.record(d.core.on_tools_timer(d.now))) == []  # still speaking: look again
     d.play(900)  # the sentence has been heard
     heard_at = d.core.ledger.last_ack_at
     assert heard_at is not None
-    assert d.core.tools_deadline(d.now) == pytest.approx(heard_at + 1.0 - 0.2)
+    assert d.core.tools_deadline(d.now) == pytest.approx(heard_at + 1.0 - 0.2 - LEAD_MARGIN_S)
 
 
 def test_before_any_measurement_the_lead_is_the_default() -> None:
@@ -204,7 +204,8 @@ def test_before_any_measurement_the_lead_is_the_default() -> None:
     d.response_created("resp_1")
     function_call(d, "resp_1", "call_1", "lookup_order")
     d.response_done("resp_1")
-    assert d.core.tools_deadline(d.now) == pytest.approx(d.now + 1.0 - DEFAULT_LEAD_S)
+    lead = DEFAULT_LEAD_S + LEAD_MARGIN_S
+    assert d.core.tools_deadline(d.now) == pytest.approx(d.now + 1.0 - lead)
 
 
 def test_no_filler_once_the_ai_has_answered_the_caller_or_after_a_barge_in() -> None:

@@ -42,7 +42,7 @@ from bridge.core.actions import (
     Truncation,
     WakeTx,
 )
-from bridge.core.app_work import EmitEvent
+from bridge.core.app_work import EmitEvent, WakeTools
 from bridge.core.call_events import BargeInHappened, Transcript
 from bridge.core.cancelled import CancelledResponses
 from bridge.core.codec import UpstreamCodec
@@ -399,7 +399,7 @@ class CallCore:
         actions: list[Action] = []
         for converted in self._codec.outbound(ev):
             actions.extend(self._on_realtime(converted, now))
-        return actions
+        return self._wake_tools(actions)
 
     def _on_realtime(self, ev: rt.RealtimeEvent, now: float) -> list[Action]:
         match ev:
@@ -809,6 +809,12 @@ class CallCore:
             unplayed_ms=self.ledger.queued_ms() + in_flight // BYTES_PER_MS,
         )
 
+    def _wake_tools(self, actions: list[Action]) -> list[Action]:
+        """``actions``, then a wake-up for the link's timer if a tool deadline appeared."""
+        if self._tools.take_wake():
+            actions.append(ToApp(WakeTools()))
+        return actions
+
     def _emit(self, event: Transcript | BargeInHappened) -> ToApp:
         return ToApp(EmitEvent(event))
 
@@ -826,7 +832,7 @@ class CallCore:
 
     def on_tool_result(self, call_id: str, result: ToolResult, now: float) -> list[Action]:
         """The application link's outcome of a :class:`~bridge.core.app_work.RunTool`."""
-        return self._tools.on_result(call_id, result, self._moment(now))
+        return self._wake_tools(self._tools.on_result(call_id, result, self._moment(now)))
 
     def on_exit_result(self, call_id: str, ok: bool, detail: str, now: float) -> list[Action]:
         """The REST work of an exit is done (:class:`~bridge.core.app_work.RunExit`)."""
@@ -834,7 +840,7 @@ class CallCore:
         if note is not None:
             # A failed transfer is spoken, under the notes' rules (never after a barge-in).
             actions += self.submit_note(note, respond=True, awaits_confirmation=False, epoch=epoch)
-        return actions
+        return self._wake_tools(actions)
 
     def tools_deadline(self, now: float) -> float | None:
         """Trio time of the next tool timer (filler, exit cap), if any."""

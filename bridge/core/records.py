@@ -169,6 +169,22 @@ class ToolResultReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolDeliveredReport:
+    """The application's reply became the model's output: how long the bridge took."""
+
+    TAG: ClassVar[str] = "TOOL_DELIVERED"
+    tool: str
+    call_id: str
+    reply_to_output_ms: float
+    """The application's reply read in full → its ``function_call_output`` written to the
+    upstream socket (the bridge's own share of the delivery)."""
+
+    def text(self) -> str:
+        took = f"{self.reply_to_output_ms:.2f}ms"
+        return f"{self.tool} call_id={self.call_id} output written {took} after the reply"
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCancelledReport:
     """A call still running when the caller barged in was cancelled (or a late result of
     one was dropped: ``late_result``)."""

@@ -104,7 +104,7 @@ class CallStatistics:
     """Function calls the model made (each got exactly one ``function_call_output``)."""
     tool_errors: int
     """Outputs that report an error: timeout, HTTP status, invalid JSON, unreachable, bad
-    arguments, unknown tool, cut off before it ran."""
+    arguments, unknown tool, cut off before it ran, cancelled by a barge-in."""
     tool_calls_cancelled: int
     """Calls still running at a barge-in and cancelled (``on_barge_in = "cancel"``)."""
     tool_results_dropped: int

@@ -26,7 +26,8 @@ back. The rules:
    at the caller, the model is asked, once per batch, to say in a few words that it is
    checking (``tool_choice: none``, so it cannot call again or guess a result). The request
    goes out earlier by the upstream's first-audio latency, measured on this call's own
-   responses (``response.created`` → first audio delta), so the caller hears the filler
+   responses (``response.created`` → first audio delta; the largest of the last four, plus
+   100 ms for the trips to the upstream and to the caller), so the caller hears the filler
    when the silence reaches the setting, not that much later. Why the model and not a
    shipped WAV: its voice and language are the conversation's (a recorded English "one
    moment" in another voice on a Hebrew call is worse than a short pause), the filler is in
@@ -74,7 +75,10 @@ MAX_RUNNING: Final = 16
 application link's channel, of this capacity, can never be full)."""
 MAX_OUTPUT_CHARS: Final = 32_768
 DEFAULT_LEAD_S: Final = 0.3
-"""Filler lead before this call has measured its upstream's first-audio latency."""
+"""The upstream's first-audio latency assumed before this call has measured it."""
+LEAD_MARGIN_S: Final = 0.1
+"""Added to the measured latency: our request's trip to the upstream (``response.created``
+is where the measurement starts) and the audio's trip to the caller."""
 FIRST_AUDIO_SAMPLES: Final = 4
 POLL_S: Final = 0.05
 """While the AI is still audible at a filler deadline, look again this much later."""
@@ -199,6 +203,7 @@ class ToolLedger:
         "_ids",
         "_responses_created",
         "_state",
+        "_wake",
         "caller_speaking",
         "catalog",
         "filler_s",
@@ -228,6 +233,8 @@ class ToolLedger:
         self._first_audio_s: list[float] = []
         self.caller_speaking = False
         """Between ``speech_started`` and ``speech_stopped``, whoever held the floor."""
+        self._wake = False
+        """A deadline may have appeared or moved earlier since :meth:`take_wake`."""
 
     # -- views ----------------------------------------------------------------------------
 
@@ -241,8 +248,14 @@ class ToolLedger:
 
     @property
     def lead_s(self) -> float:
+        """How much earlier than the silence setting the filler is asked for."""
         measured = max(self._first_audio_s, default=DEFAULT_LEAD_S)
-        return min(self.filler_s, measured)
+        return min(self.filler_s, measured + LEAD_MARGIN_S)
+
+    def take_wake(self) -> bool:
+        """Whether the link's timer must re-read :meth:`deadline` (once)."""
+        wake, self._wake = self._wake, False
+        return wake
 
     def outputs_pending(self) -> list[str]:
         return [c.call_id for c in self._calls.values() if not c.answered]
@@ -440,6 +453,7 @@ class ToolLedger:
     def on_response_done(self, response_id: str, audio_ms: int, m: Moment) -> list[Action]:
         batch = self._batches.get(response_id)
         if batch is not None and not batch.response_done:
+            self._wake = True  # a filler deadline
             batch.response_done = True
             batch.done_at = m.now
             batch.audio_ms = audio_ms
@@ -490,6 +504,7 @@ class ToolLedger:
                 # The calling response already spoke (its goodbye): wait for it to be heard.
                 exit_.phase = "heard"
                 exit_.deadline = m.now + m.unplayed_ms / 1000.0 + HEARD_GRACE_S
+                self._wake = True
                 return self._resolve(batch, "heard", m) + self._advance_exit(m)
             if not self._can_speak():
                 return []
@@ -502,6 +517,7 @@ class ToolLedger:
             )
             exit_.phase = "last_words"
             exit_.deadline = m.now + LAST_WORDS_CAP_S
+            self._wake = True
             return [*self._resolve(batch, "last_words", m), request]
         if not self._can_speak():
             return []
@@ -562,6 +578,7 @@ class ToolLedger:
         ):
             exit_.phase = "heard"
             exit_.deadline = m.now + m.unplayed_ms / 1000.0 + HEARD_GRACE_S
+            self._wake = True
         if exit_.phase != "heard":
             return []
         capped = exit_.deadline is not None and m.now >= exit_.deadline

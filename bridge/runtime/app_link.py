@@ -54,9 +54,10 @@ from bridge.core.app_work import AppWork, CancelTool, EmitEvent, RunExit, RunToo
 from bridge.core.appsign import SIGNATURE_HEADER, signature
 from bridge.core.call import CallCore
 from bridge.core.call_events import CallEnded, CallEvent, event_data
+from bridge.core.records import ToolDeliveredReport, report
 from bridge.core.tools import MAX_RUNNING, ToolResult
 from bridge.core.twiml import dial
-from bridge.logs import log_tagged
+from bridge.logs import log_action, log_tagged
 from bridge.runtime.services import Services
 
 Execute = Callable[[Sequence[Action]], Awaitable[None]]
@@ -241,7 +242,15 @@ class AppLink:
         result = ToolResult("timeout", detail=f"no answer within {work.timeout_s:g} s")
         with trio.move_on_after(work.timeout_s):
             result = await self._post_tool(client, work.url, body, key)
-        await execute(self._core.on_tool_result(work.call_id, result, trio.current_time()))
+        replied = trio.current_time()
+        actions = self._core.on_tool_result(work.call_id, result, replied)
+        # The output, when there is one, is the first action: it goes before anything else.
+        await execute(actions[:1])
+        if result.outcome != "timeout" and actions:
+            took = (trio.current_time() - replied) * 1000.0
+            record = ToolDeliveredReport(work.tool, work.call_id, round(took, 3))
+            log_action(report("INFO", record))
+        await execute(actions[1:])
 
     async def _post_tool(
         self, client: httpx.AsyncClient, url: str, body: bytes, key: str
