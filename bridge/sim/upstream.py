@@ -48,6 +48,7 @@ from bridge.sim.upstream_conversation import (
 )
 from bridge.sim.upstream_faults import Fault, FaultKind, FaultPlan
 from bridge.sim.upstream_session import SessionSettings, UpstreamSession, decode_frame
+from bridge.sim.upstream_tools import SimToolCall
 
 MESSAGE_QUEUE_SIZE: Final = 4
 """trio-websocket's per-connection queue of received messages. When it is full its reader
@@ -95,6 +96,9 @@ class SimUpstreamOptions:
     require_api_key: str | None = None
     faults: FaultPlan = field(default_factory=FaultPlan)
     seed: int = _SESSION_DEFAULTS.seed
+    tool_calls: tuple[SimToolCall, ...] = _SESSION_DEFAULTS.tool_calls
+    """Scripted function calls: the reply to caller turn N calls a tool."""
+    short_reply_ms: int = _SESSION_DEFAULTS.short_reply_ms
     clock: Callable[[], float] = trio.current_time
 
     def session_settings(self) -> SessionSettings:
