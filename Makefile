@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint layers typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate clean
+.PHONY: install demo test lint layers typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate bench-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-bench: bench-bargein bench-cutoff bench-vad bench-gate
+bench: bench-bargein bench-cutoff bench-vad bench-gate bench-tools
 
 # Each benchmark writes JSON to out/ and its printed table to out/<name>.txt.
 bench-bargein: $(STAMP)
@@ -54,6 +54,10 @@ bench-vad: $(STAMP)
 bench-gate: $(STAMP)
 	mkdir -p out
 	$(BIN)/python -m bench.gate_cost --out out/bench-gate.json | tee out/bench-gate.txt
+
+bench-tools: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.tools --out out/bench-tools.json | tee out/bench-tools.txt
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache
