@@ -243,6 +243,11 @@ class ToolLedger:
         return sum(1 for c in self._calls.values() if not c.answered)
 
     @property
+    def waits_for_playout(self) -> bool:
+        """An exit waits for its last words to be heard (mark echoes matter)."""
+        return self._exit is not None and self._exit.phase == "heard"
+
+    @property
     def exit_kind(self) -> str | None:
         return self._exit.kind if self._exit is not None else None
 

@@ -51,6 +51,11 @@ class TranscriptLedger:
         self._cuts: dict[str, tuple[int, int]] = {}
         """item → (heard ms, audio ms) of a barge-in, until the item's ``.done``."""
 
+    @property
+    def waiting(self) -> bool:
+        """Some AI transcript waits for playout to settle it."""
+        return bool(self._pending)
+
     def _item(self, item_id: str) -> _Pending:
         pending = self._pending.get(item_id)
         if pending is None:

@@ -43,7 +43,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 import httpx
 import trio
@@ -86,7 +86,6 @@ def _client() -> httpx.AsyncClient:
         timeout=httpx.Timeout(None, connect=CONNECT_S),  # the overall bound is a cancel scope
         limits=httpx.Limits(max_connections=MAX_RUNNING + 2, max_keepalive_connections=4),
         follow_redirects=False,
-        trust_env=False,
     )
 
 
@@ -154,6 +153,8 @@ class AppLink:
             case RunTool() | CancelTool() | RunExit():
                 # Cannot be full: the core caps the calls running (see the module docstring).
                 self._work_send.send_nowait(work)
+            case _:
+                assert_never(work)
 
     def emit(self, event: CallEvent) -> None:
         """Queue a call event; a full queue drops it (counted)."""
@@ -208,6 +209,8 @@ class AppLink:
                 nursery.start_soon(self._run_exit, work, execute)
             case WakeTools() | EmitEvent():
                 pass  # the loop re-reads the deadline
+            case _:
+                assert_never(work)
 
     # -- tools ----------------------------------------------------------------------------
 
@@ -362,9 +365,17 @@ class AppLink:
                 pending.append(self._events_recv.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
+        delivered = 0
         with trio.move_on_after(FINAL_DRAIN_S) as scope:
             async with _client() as client:
                 for envelope in pending:
                     await self._post_event(client, envelope)
+                    delivered += 1
         if scope.cancelled_caught:
-            logger.warning("EVENT_DROPPED call events still undelivered after {} s", FINAL_DRAIN_S)
+            for _ in pending[delivered:]:
+                self._core.count_event(dropped=True)
+            logger.warning(
+                "EVENT_DROPPED {} call event(s) undelivered after {} s",
+                len(pending) - delivered,
+                FINAL_DRAIN_S,
+            )

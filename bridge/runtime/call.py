@@ -18,6 +18,9 @@ read, write, pace and supervise; every decision is the core's (:class:`CallCore`
 * **Supervisors**: upstream heartbeat (a ping unanswered for ``heartbeat_timeout_s`` ends
   the call as a stall), the call length limit, and the notes pump (``notes``: bounded
   control channel; senders wait).
+* **Application link** (:mod:`bridge.runtime.app_link`): tool requests, exits (Twilio REST),
+  tool timers and call events, fed by :class:`~bridge.core.actions.ToApp` actions through
+  its bounded channels; its HTTP never runs in the OpenAI reader.
 
 Cleanup, in this fixed order, shielded and time-bounded, whatever ended the call:
 stop audio (the tasks are gone: nothing more is written), close the OpenAI socket
