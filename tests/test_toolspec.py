@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -10,21 +9,8 @@ import pytest
 
 from bridge import cli
 from bridge.config import BridgeConfig, ConfigError, Secret, check_together, load_config
-from bridge.core.actions import Truncation  # noqa: F401
 from bridge.core.realtime_client import FunctionTool, SessionSettings, SessionUpdate, encode
-from bridge.core.records import (
-    CallExitReport,
-    LogRecord,
-    ToolCallReport,
-    ToolCancelledReport,
-    ToolFillerReport,
-    ToolResponseReport,
-    ToolResultReport,
-    read_record,
-    report,
-)
 from bridge.core.toolspec import ToolsFileError, parse_tools_document
-from bridge.logs import configure_logging, log_action
 from tests.conformance import assert_client_frame_conforms
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tools.toml"
@@ -188,26 +174,3 @@ def test_settings_that_only_work_together_are_refused_before_serving(tmp_path: P
     )
     check_together(fine)
     assert check_together(BridgeConfig(app_secret=Secret("s"), events_url="https://a.b/e")) is None
-
-
-TOOL_RECORDS: list[LogRecord] = [
-    ToolCallReport("lookup_order", "call_1", "url", "resp_1", 2),
-    ToolResultReport("lookup_order", "call_1", "timeout", 8000.0, "no answer within 8 s"),
-    ToolCancelledReport("lookup_order", "call_1", "barge_in", late_result=True),
-    ToolResponseReport("resp_1", ("call_1", "call_2"), "respond", 2),
-    ToolFillerReport("resp_1", 750.0, 250.0),
-    CallExitReport("end_call", "call_3", "heard", ""),
-]
-
-
-@pytest.mark.parametrize("record", TOOL_RECORDS, ids=lambda r: r.TAG)
-def test_tool_records_read_back_from_the_json_log(record: LogRecord) -> None:
-    sink = io.StringIO()
-    configure_logging(fmt="json", level="INFO", sink=sink)
-    try:
-        log_action(report("INFO", record))
-    finally:
-        configure_logging()
-    [line] = sink.getvalue().splitlines()
-    extra = json.loads(line)["record"]["extra"]
-    assert read_record(type(record), extra) == record
