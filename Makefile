@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-bench: bench-bargein bench-cutoff bench-vad bench-gate bench-tools
+bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-tools
 
 # Each benchmark writes JSON to out/ and its printed table to out/<name>.txt.
 bench-bargein: $(STAMP)
@@ -42,6 +42,12 @@ bench-bargein: $(STAMP)
 	$(BIN)/python -m bench.bargein --out out/bench-bargein.json | tee out/bench-bargein.txt
 	$(BIN)/python -m bench.bargein --scenario none --concurrency-sweep 10,20,30,40 \
 		--out out/bench-bargein-sweep.json | tee out/bench-bargein-sweep.txt
+
+# One call at a time and 10, 20, 40 concurrent calls, each with the gate on and off.
+.PHONY: bench-turn
+bench-turn: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.turn --out out/bench-turn.json | tee out/bench-turn.txt
 
 bench-cutoff: $(STAMP)
 	mkdir -p out

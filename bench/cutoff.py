@@ -22,27 +22,23 @@ reply) are reported alongside, since a fast cutoff that breaks them is no improv
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import trio
 
-from bench.bargein import (
-    BARGE_INS_PER_SINGLE_CALL,
-    FastMode,
-    analyse,
-    configure_bench_logging,
-    format_table,
-    percentile,
-    run_config,
-    run_scenario,
-    single_plans,
-)
+from bench.bargein.analysis import analyse
+from bench.bargein.cli import run_bargein_scenario, run_config
+from bench.bargein.plan import BARGE_INS_PER_SINGLE_CALL, FastMode, single_plans
+from bench.common.cli import bench_parser, choice_list, configure_bench_logging
+from bench.common.cpu import OTHER_PROCESSES
+from bench.common.report import build_report, write_report
+from bench.common.scenario import OTHER_LOAD_WARN_PCT
+from bench.common.stats import percentile, rounded
+from bench.common.tables import cell, format_table
 
 MODES: Final[tuple[FastMode, ...]] = ("off", "duck")
 
@@ -60,7 +56,7 @@ async def run_cutoff(
         raise ValueError(f"fast_barge_in must be one of {', '.join(MODES)}, not {fast_barge_in!r}")
     mode: FastMode = fast_barge_in
     plans = single_plans(n, seed, per_call)
-    data = await run_scenario(
+    data = await run_bargein_scenario(
         f"cutoff-{mode}",
         plans,
         sequential=True,
@@ -90,10 +86,10 @@ async def run_cutoff(
         "fast_barge_in": mode,
         "n": len(values),
         "planned": n,
-        "p50_ms": _r(percentile(values, 50)),
-        "p95_ms": _r(percentile(values, 95)),
-        "max_ms": _r(max(values)) if values else None,
-        "min_ms": _r(min(values)) if values else None,
+        "p50_ms": rounded(percentile(values, 50), 2),
+        "p95_ms": rounded(percentile(values, 95), 2),
+        "max_ms": rounded(max(values), 2) if values else None,
+        "min_ms": rounded(min(values), 2) if values else None,
         "not_interrupted": sum(1 for s in samples if not s["interrupted"]),
         "checks": {
             "reaction_ms": {k: metrics["reaction_ms"][k] for k in ("n", "p50", "p95", "max")},
@@ -109,18 +105,6 @@ async def run_cutoff(
         "bridge_log": checks["bridge_log"],
         "samples": samples,
     }
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
-
-
-def _modes(text: str) -> list[FastMode]:
-    modes = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise argparse.ArgumentTypeError(f"modes must be among {', '.join(MODES)}: {text!r}")
-    return [cast("FastMode", m) for m in modes]
 
 
 async def _run_all(
@@ -152,9 +136,9 @@ def table_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
         [
             r["fast_barge_in"],
             str(r["n"]),
-            _fmt(r["p50_ms"]),
-            _fmt(r["p95_ms"]),
-            _fmt(r["max_ms"]),
+            cell(r["p50_ms"], 1),
+            cell(r["p95_ms"], 1),
+            cell(r["max_ms"], 1),
             ", ".join(f"{k} {v}" for k, v in r["checks"]["barge_in_triggers"].items()),
             str(r["checks"]["false_alarms_resumed"]),
             str(r["checks"]["late_audio_bytes"]),
@@ -176,22 +160,21 @@ def section_end_to_end(
     """Run the cutoff benchmark for each mode; (results, printable table with warnings)."""
     configure_bench_logging()
     results = trio.run(_run_all, list(modes), n, per_call, seed, out_dir)
-    lines = [format_table(table_rows(results), HEADER)]
+    lines = [format_table(HEADER, table_rows(results))]
     for r in results:
-        other = r["cpu"]["other processes"]["pct_of_one_core"]
-        if other is not None and other > 10.0:
+        other = r["cpu"][OTHER_PROCESSES]["pct_of_one_core"]
+        if other is not None and other > OTHER_LOAD_WARN_PCT:
             lines.append(f"WARNING ({r['fast_barge_in']}): other processes used {other}% of a core")
     return results, "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.cutoff", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, default=Path("out/bench-cutoff.json"))
+    parser = bench_parser("cutoff", __doc__, Path("out/bench-cutoff.json"))
     parser.add_argument("--n", type=int, default=30, help="barge-ins per mode")
     parser.add_argument("--per-call", type=int, default=BARGE_INS_PER_SINGLE_CALL)
-    parser.add_argument("--modes", type=_modes, default=list(MODES), help="e.g. off,duck")
+    parser.add_argument(
+        "--modes", type=choice_list(MODES), default=list(MODES), help="e.g. off,duck"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -200,23 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print()
     print(table)
-    report = {
-        "bench": "cutoff",
-        "command": "python -m bench.cutoff " + " ".join(sys.argv[1:] if argv is None else argv),
+    body = {
         "metric": "caller speech onset -> AI audio stops at the caller "
         "(TurnSummary.caller_overlap_ms)",
-        "config": {mode: run_config(mode) for mode in args.modes},
         "results": results,
-        "duration_s": round(time.monotonic() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    config = {mode: run_config(mode) for mode in args.modes}
+    report = build_report("cutoff", argv, config, body, started)
+    write_report(args.out, report)
     print(f"\nJSON: {args.out} ({report['duration_s']:.0f} s)")
     return 0
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 if __name__ == "__main__":

@@ -29,25 +29,27 @@ in each direction. The target for the stage is a mean under 20 µs per frame.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import platform
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.vad import FRAME_BYTES, FRAME_MS, Scenario, echo_scenarios, format_table
+from bench.common.cli import bench_parser
+from bench.common.report import build_report, write_report
+from bench.common.stats import percentile
+from bench.common.tables import format_records
+from bench.vad import FRAME_BYTES, FRAME_MS, Scenario, echo_scenarios
 from bench.vad import speech_scenarios as _speech
 from bridge.audio import mulaw
 from bridge.audio.analyzer import AnalyzerSettings, InboundAnalyzer
 from bridge.audio.resample import PCM_FRAME_BYTES, Downsampler, Upsampler
 
 TARGET_US = 20.0
+RESAMPLE_FRAMES = 10_000
 
 
 def time_stage(scenario: Scenario, settings: AnalyzerSettings, repeats: int) -> list[list[float]]:
@@ -90,23 +92,23 @@ def time_resample(frames: int) -> dict[str, list[float]]:
     return timings
 
 
-def stats(name: str, passes: Sequence[Sequence[float]]) -> dict[str, Any]:
+def timing_summary(name: str, passes: Sequence[Sequence[float]]) -> dict[str, Any]:
     """Mean and percentiles over all passes (µs), and the mean of the least disturbed pass.
 
     Other processes on the machine add multi-millisecond stalls to a few frames, which
     move the overall mean but not the percentiles; the best pass's mean is the stage's
     own cost (the convention of ``timeit``, which reports the minimum of repeats).
     """
-    values = np.concatenate([np.asarray(p) for p in passes])
+    values = [us for one in passes for us in one]
     return {
         "case": name,
         "frames": len(values),
         "best_pass_mean_us": min(float(np.mean(p)) for p in passes),
-        "mean_us": float(values.mean()),
-        "p50_us": float(np.percentile(values, 50)),
-        "p95_us": float(np.percentile(values, 95)),
-        "p99_us": float(np.percentile(values, 99)),
-        "max_us": float(values.max()),
+        "mean_us": float(np.mean(values)),
+        "p50_us": percentile(values, 50),
+        "p95_us": percentile(values, 95),
+        "p99_us": percentile(values, 99),
+        "max_us": max(values),
     }
 
 
@@ -130,10 +132,10 @@ def section_stage(repeats: int) -> list[dict[str, Any]]:
     playing = _playing(talky)
     while_playing = [[us for us, p in zip(one, playing, strict=True) if p] for one in talky_passes]
     return [
-        stats("caller only", time_stage(caller, settings, repeats)),
-        stats("AI + echo + double talk", talky_passes),
-        stats("  frames while AI plays", while_playing),
-        stats(
+        timing_summary("caller only", time_stage(caller, settings, repeats)),
+        timing_summary("AI + echo + double talk", talky_passes),
+        timing_summary("  frames while AI plays", while_playing),
+        timing_summary(
             "gate off",
             time_stage(caller, dataclasses.replace(settings, gate_enabled=False), repeats),
         ),
@@ -142,19 +144,17 @@ def section_stage(repeats: int) -> list[dict[str, Any]]:
 
 def section_resample(frames: int) -> list[dict[str, Any]]:
     """Cost of the optional PCM16 path per 20 ms frame, each direction."""
-    return [stats(name, [samples]) for name, samples in time_resample(frames).items()]
+    return [timing_summary(name, [samples]) for name, samples in time_resample(frames).items()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Time every section, print tables, write JSON to ``--out``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.gate_cost", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser = bench_parser("gate_cost", __doc__, None)
     parser.add_argument("--repeats", type=int, default=5, help="passes over each 30 s scenario")
     args = parser.parse_args(argv)
+    started = time.monotonic()
     stage = section_stage(args.repeats)
-    resample = section_resample(10_000)
+    resample = section_resample(RESAMPLE_FRAMES)
     columns = (
         "case",
         "frames",
@@ -165,9 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "p99_us",
         "max_us",
     )
-    print(format_table(stage, columns))
+    print(format_records(stage, columns))
     print()
-    print(format_table(resample, columns))
+    print(format_records(resample, columns))
     worst_best = max(row["best_pass_mean_us"] for row in stage)
     worst_mean = max(row["mean_us"] for row in stage)
     worst_p95 = max(row["p95_us"] for row in stage)
@@ -185,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "target_met": met,
     }
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        config = {"repeats": args.repeats, "resample_frames": RESAMPLE_FRAMES}
+        write_report(args.out, build_report("gate_cost", argv, config, report, started))
     return 0
 
 

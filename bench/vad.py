@@ -78,9 +78,7 @@ to the JSON report under its own key; another section (an end-to-end one) slots 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -92,6 +90,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bench.common.cli import bench_parser
+from bench.common.report import build_report, write_report
+from bench.common.stats import percentile
+from bench.common.tables import format_records
 from bridge.audio import mulaw, synth
 from bridge.audio.analyzer import AnalyzerSettings, InboundAnalyzer
 from bridge.audio.vad import DTMF_COLUMNS_HZ, DTMF_ROWS_HZ
@@ -429,7 +431,7 @@ def _ai_track(seed: int) -> tuple[bytes, list[tuple[float, float]]]:
     """The AI's outbound μ-law for a scenario and the (start, end) ms of its turns."""
     rng = np.random.default_rng(seed)
     track = np.zeros(SCENARIO_MS * RATE // 1000, dtype=np.float32)
-    turns = []
+    turns: list[tuple[float, float]] = []
     t = 500.0
     while True:
         length = int(rng.integers(3000, 6001))
@@ -580,10 +582,6 @@ def ideal_detection_ms(audible_ms: float) -> float:
     return math.ceil((audible_ms + AUDIBLE_BLOCK_MS) / FRAME_MS - 1e-9) * FRAME_MS
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
-
-
 def score(scenario: Scenario, trace: Trace, settings: AnalyzerSettings) -> dict[str, Any]:
     """Per-condition metrics of one run (see the module docstring)."""
     windows = [
@@ -631,16 +629,16 @@ def score(scenario: Scenario, trace: Trace, settings: AnalyzerSettings) -> dict[
         "group": scenario.group,
         "onsets": len(scenario.bursts_ms),
         "missed": missed,
-        "delay_p50_ms": _percentile(delays, 50),
-        "delay_p95_ms": _percentile(delays, 95),
+        "delay_p50_ms": percentile(delays, 50),
+        "delay_p95_ms": percentile(delays, 95),
         "delay_max_ms": max(delays) if delays else None,
         "delays_ms": delays,
-        "audible_p50_ms": _percentile(audible_delays, 50),
-        "audible_p95_ms": _percentile(audible_delays, 95),
-        "ideal_p50_ms": _percentile(ideal_delays, 50),
-        "ideal_p95_ms": _percentile(ideal_delays, 95),
+        "audible_p50_ms": percentile(audible_delays, 50),
+        "audible_p95_ms": percentile(audible_delays, 95),
+        "ideal_p50_ms": percentile(ideal_delays, 50),
+        "ideal_p95_ms": percentile(ideal_delays, 95),
         "ideal_delays_ms": ideal_delays,
-        "rise_p50_ms": _percentile(rises, 50),
+        "rise_p50_ms": percentile(rises, 50),
         "false_triggers": false_triggers,
         "false_per_min": false_triggers / minutes,
         "extra_onsets_in_bursts": len(trace.onsets_ms) - false_triggers - len(delays),
@@ -666,7 +664,7 @@ def _snr(row: dict[str, Any]) -> float:
 
 def _pooled(rows: Sequence[dict[str, Any]], q: float) -> float | None:
     """Percentile ``q`` of the onset delays of all ``rows`` together, ms."""
-    return _percentile([d for r in rows for d in r["delays_ms"]], q)
+    return percentile([d for r in rows for d in r["delays_ms"]], q)
 
 
 def _false_target(what: str, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -801,28 +799,11 @@ def section_sweep(corpus: Sequence[Scenario], base: AnalyzerSettings) -> list[di
     out = []
     for name, values in SWEEP:
         for value in values:
-            settings = dataclasses.replace(base, **{name: value})
+            moved: dict[str, Any] = {name: value}
+            settings = dataclasses.replace(base, **moved)
             rows = section_conditions(corpus, settings)
             out.append({"setting": name, "value": value, **_summary(rows)})
     return out
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        # Settings such as 0.45 need the second decimal; measurements are fine with one.
-        return f"{value:.1f}" if round(value, 1) == value or abs(value) >= 10 else f"{value:.2f}"
-    return str(value)
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A fixed-width text table of ``columns`` from ``rows``."""
-    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
 
 
 CONDITION_COLUMNS = (
@@ -846,8 +827,7 @@ CONDITION_COLUMNS = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the corpus, run every section, print tables, write JSON to ``--out``."""
-    parser = argparse.ArgumentParser(prog="python -m bench.vad", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser = bench_parser("vad", __doc__, None)
     parser.add_argument("--no-sweep", action="store_true", help="skip the settings sweep")
     parser.add_argument(
         "--seed-offset", type=int, default=0, help="draw another corpus (see make_corpus)"
@@ -859,14 +839,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="barge-ins per fast-path mode in the end-to-end cutoff section (0: skip)",
     )
     args = parser.parse_args(argv)
-    started = time.perf_counter()
+    started = time.monotonic()
     corpus = make_corpus(args.seed_offset)
     settings = AnalyzerSettings()
     rows = section_conditions(corpus, settings)
-    print(format_table(rows, CONDITION_COLUMNS))
+    print(format_records(rows, CONDITION_COLUMNS))
     targets = section_targets(rows)
     print()
-    print(format_table(targets, ("target", "measured", "met")))
+    print(format_records(targets, ("target", "measured", "met")))
     report: dict[str, Any] = {
         "settings": dataclasses.asdict(settings),
         "conditions": rows,
@@ -876,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_sweep:
         sweep = section_sweep(corpus, settings)
         print()
-        print(format_table(sweep, tuple(sweep[0])))
+        print(format_records(sweep, tuple(sweep[0])))
         report["sweep"] = sweep
     if args.e2e:
         # End to end over real sockets: caller's speech onset -> AI audio stops at the
@@ -887,11 +867,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         e2e, table = section_end_to_end(args.e2e, out_dir=(args.out or Path("out/x")).parent)
         print(table)
         report["end_to_end_cutoff"] = e2e
-    report["elapsed_s"] = time.perf_counter() - started
+    report["elapsed_s"] = time.monotonic() - started
     print(f"\n{len(corpus)} conditions, {report['elapsed_s']:.1f} s")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        config = {"seed_offset": args.seed_offset, "sweep": not args.no_sweep, "e2e": args.e2e}
+        write_report(args.out, build_report("vad", argv, config, report, started))
     return 0
 
 

@@ -226,7 +226,9 @@ class Text(Parser[str]):
 
     @property
     def allowed(self) -> str:
-        return "any text" if self.max_chars is None else f"text of {self.max_chars} characters at most"
+        return (
+            "any text" if self.max_chars is None else f"text of {self.max_chars} characters at most"
+        )
 
     def parse(self, text: str) -> str:
         if self.max_chars is not None and len(text) > self.max_chars:
@@ -314,6 +316,27 @@ class Url(Parser[str]):
         if parts.scheme not in self.schemes or not parts.hostname or parts.fragment:
             raise ValueError(text)
         if parts.query and not self.query:
+            raise ValueError(text)
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class WavFile(Parser[str]):
+    """The path of a readable WAV file (read once here, so a bad one stops the start)."""
+
+    @property
+    def allowed(self) -> str:
+        return "the path of a readable PCM or μ-law WAV file"
+
+    def parse(self, text: str) -> str:
+        # Imported here: the audio package is only needed when the setting is given.
+        from bridge.audio.wavio import read_wav
+
+        try:
+            samples, _rate = read_wav(Path(text))
+        except (OSError, EOFError, ValueError) as exc:
+            raise ValueError(text) from exc
+        if not len(samples):
             raise ValueError(text)
         return text
 
@@ -559,15 +582,15 @@ class BridgeConfig:
         "BRIDGE_TX_LEAD_MS",
         # Below one 20 ms frame Twilio would hold nothing and every network hiccup is a gap.
         Int(20, 2000, "ms"),
-        100,
-        "How far ahead of real time audio is sent to Twilio: the most a barge-in leaves unplayed there.",
+        200,
+        "The most unplayed AI audio Twilio holds; a barge-in's clear drops it at once.",
     )
     tx_frame_ms: int = setting(
         "BRIDGE_TX_FRAME_MS",
-        # The heard position is known to one frame: past 200 ms a truncate could be off by that.
-        Int(10, 200, "ms"),
-        40,
-        "Outbound frame size; a mark follows each frame (40 ms halves the per-call message count of 20 ms).",
+        # Under 20 ms a message would carry less than the queue's unit.
+        Int(20, 1000, "ms"),
+        100,
+        "Largest media message to Twilio, sent whenever Twilio has room for one (a mark every 200 ms).",
     )
     fast_barge_in: FastBargeIn = setting(
         "BRIDGE_FAST_BARGE_IN",
@@ -596,12 +619,13 @@ class BridgeConfig:
     )
     heartbeat_interval_s: float = setting(
         "BRIDGE_HEARTBEAT_S",
-        # A ping may stay unanswered for one interval: under 1 s, ordinary jitter ends calls.
+        # A ping may stay unanswered for one interval: under 1 s, ordinary jitter would
+        # make stalls of round trips. 1 s finds a stalled session within 2 s.
         Float(1.0, 300.0, "seconds"),
-        5.0,
-        "Upstream ping interval; a ping unanswered for as long ends the call (stall).",
+        1.0,
+        "Upstream quiet this long gets a ping; unanswered as long, the session is replaced (stall).",
     )
-    heartbeat_timeout_s: float = 5.0
+    heartbeat_timeout_s: float = 1.0
     """How long a ping may go unanswered; ``load_config`` makes it ``BRIDGE_HEARTBEAT_S``."""
     start_timeout_s: float = 10.0
     """How long a new media stream may take to send ``start``."""
@@ -609,9 +633,52 @@ class BridgeConfig:
     """Bound on the upstream handshake, and separately on its session confirmation."""
     max_call_s: float = setting(
         "BRIDGE_MAX_CALL_S",
-        Float(1.0, 3600.0, "seconds"),
-        3540.0,
-        "Call length limit, under the Realtime 60-minute session cap.",
+        Float(1.0, 86400.0, "seconds"),
+        14400.0,
+        "The call's own length limit (the upstream session is renewed before its cap).",
+    )
+    session_recycle_s: float = setting(
+        "BRIDGE_SESSION_RECYCLE_S",
+        Float(60.0, 3540.0, "seconds"),
+        3300.0,
+        "Replace the upstream session at a turn boundary after this long (the service caps a session at 60 minutes).",
+    )
+    reconnect_attempts: int = setting(
+        "BRIDGE_RECONNECT_ATTEMPTS",
+        Int(0, 10),
+        3,
+        "Upstream connections tried within `BRIDGE_RECONNECT_WINDOW_S` when the upstream is lost; 0: a lost upstream ends the call.",
+    )
+    reconnect_window_s: float = setting(
+        "BRIDGE_RECONNECT_WINDOW_S",
+        Float(1.0, 300.0, "seconds"),
+        10.0,
+        "The window of the reconnect budget; once it is spent the TwiML fallback plays.",
+    )
+    comfort_after_ms: int = setting(
+        "BRIDGE_COMFORT_AFTER_MS",
+        Int(100, 10000, "ms"),
+        700,
+        "While the upstream heals: silence at the caller before the hold phrase plays (once).",
+    )
+    hold_audio_wav: str | None = setting(
+        "BRIDGE_HOLD_AUDIO_WAV",
+        WavFile(),
+        None,
+        "The hold phrase the caller hears while the upstream heals or a reply is late.",
+        unset_means='the shipped "One moment, please."',
+    )
+    reply_timeout_ms: int = setting(
+        "BRIDGE_REPLY_TIMEOUT_MS",
+        Int(500, 30000, "ms"),
+        3000,
+        "The caller's turn ended and no reply started: one nudge to the model, then the hold phrase.",
+    )
+    media_timeout_s: float = setting(
+        "BRIDGE_MEDIA_TIMEOUT_S",
+        Float(3.0, 600.0, "seconds"),
+        10.0,
+        "Twilio's socket open but no caller audio for this long: the call ends with the fallback.",
     )
     log_format: LogFormat = setting(
         "BRIDGE_LOG_FORMAT",

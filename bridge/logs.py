@@ -5,7 +5,7 @@ Per-call records carry ``call_sid`` and ``stream_sid`` through ``logger.contextu
 first word (``BARGE_IN``, ``TX_FLUSH``, ``CALL_END reason=...``) and, in JSON, the tag and
 structured fields under ``record.extra``. Nothing is logged per audio frame at INFO.
 
-Standard-library logs (hypercorn, trio-websocket) are routed into loguru at WARNING and
+Standard-library logs (trio-websocket, in the simulators) are routed into loguru at WARNING and
 above: trio-websocket's per-frame DEBUG records cost a third of its throughput.
 """
 
@@ -67,8 +67,7 @@ def configure_logging(
         )
     logger.configure(patcher=_add_call_label)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
-    for noisy in ("trio-websocket", "hypercorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("trio-websocket").setLevel(logging.WARNING)
 
 
 def log_tagged(

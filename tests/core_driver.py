@@ -137,9 +137,10 @@ class Driver:
         """Send every frame the pacer allows at ``now``; returns how many were sent."""
         count = 0
         while isinstance(decision := self.core.tx_poll(self.now), TxSend):
-            self.sent_frames.append(decision)
-            self.twilio_out.extend([decision.media, decision.mark])
-            count += 1
+            self.twilio_out.extend(decision.messages)
+            if decision.frame is not None:
+                self.sent_frames.append(decision)
+                count += 1
         return count
 
     def mark_names(self) -> list[str]:
@@ -156,14 +157,19 @@ class Driver:
         self.pump_tx()
 
     def _echo_played(self) -> None:
-        # Twilio plays frames back to back from the first send; echo marks whose frame ended.
+        # Twilio plays frames back to back from the first send and echoes each mark when
+        # playback passes it.
         ledger = self.core.ledger
-        while ledger.in_flight:
-            head = ledger.in_flight[0]
-            started = max(head.sent_at, ledger.last_ack_at or 0.0)
-            if started + len(head.frame.payload) / 8000.0 > self.now + 1e-9:
+        clock = ledger.last_ack_at or 0.0
+        for sent in list(ledger.in_flight):
+            started = max(clock, sent.sent_at)
+            clock = started + len(sent.frame.payload) / 8000.0
+            if clock > self.now + 1e-9:
                 return
-            self.echo_mark(str(head.mark), started + len(head.frame.payload) / 8000.0)
+            if sent.mark is not None:
+                self.echo_mark(str(sent.mark), clock)
+                self._echo_played()
+                return
 
     def echo_mark(self, name: str, at: float | None = None) -> None:
         """Twilio echoes mark ``name`` (at ``now`` unless ``at`` is given)."""

@@ -2,82 +2,29 @@
 
 Everything listens on 127.0.0.1 (port 0) and talks over real sockets. The fake Twilio
 side of each call is :class:`bridge.sim.caller.SimCaller`, which speaks the Media Streams
-protocol; the fake REST API is a small ASGI app on hypercorn that records every request.
+protocol; the fake REST API (:class:`bridge.sim.rest.SimTwilioRest`) is a small app on the
+bridge's own HTTP server (:mod:`bridge.runtime.http`) that records every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from bridge.config import BridgeConfig, Secret
+from bridge.runtime.http import HttpLimits, serve_http
 from bridge.runtime.registry import CallHandle
 from bridge.runtime.server import BridgeServer, run_bridge
 from bridge.sim.caller import CallerOptions, SimCaller
 from bridge.sim.report import CallerReport
+from bridge.sim.rest import SimTwilioRest
 from bridge.sim.script import CallerScript, script_from_name
 from bridge.sim.upstream import SimSession, SimUpstream, SimUpstreamOptions
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
 AUTH_TOKEN = "test-auth-token"
-
-
-@dataclass
-class RestRequest:
-    method: str
-    path: str
-    form: dict[str, list[str]]
-    authorization: str | None
-
-
-@dataclass
-class FakeTwilioRest:
-    """Records requests; answers like Twilio's Calls resource (200, or a canned status)."""
-
-    requests: list[RestRequest] = field(default_factory=list)
-    status: int = 200
-    url: str = ""
-
-    def hangups_for(self, call_sid: str) -> list[RestRequest]:
-        return [r for r in self.requests if r.path.endswith(f"/Calls/{call_sid}.json")]
-
-    async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        self.requests.append(
-            RestRequest(
-                scope["method"],
-                scope["path"],
-                parse_qs(body.decode()),
-                headers.get("authorization"),
-            )
-        )
-        payload = b'{"sid": "CA", "status": "completed"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
 
 
 class CompletedCall(NamedTuple):
@@ -91,7 +38,7 @@ class CompletedCall(NamedTuple):
 class Rig:
     server: BridgeServer
     sim: SimUpstream
-    rest: FakeTwilioRest
+    rest: SimTwilioRest
 
     def caller(self, script: CallerScript | str = "listen:60", **options: Any) -> SimCaller:
         """A caller that signs its upgrade as Twilio does (the bridge has an auth token)."""
@@ -134,12 +81,9 @@ async def start_rig(
     upstream_url: str | None = None,
     **config_changes: Any,
 ) -> Rig:
-    rest = FakeTwilioRest()
-    hc = HypercornConfig()
-    hc.bind = ["127.0.0.1:0"]
-    hc.accesslog = None
-    binds = await nursery.start(serve, rest, hc)  # type: ignore[arg-type]
-    rest.url = binds[0]
+    rest = SimTwilioRest()
+    host, port = await nursery.start(serve_http, rest, "127.0.0.1", 0, HttpLimits())
+    rest.url = f"http://{host}:{port}"
     sim = SimUpstream(sim_options or SimUpstreamOptions())
     sim_url = await nursery.start(sim.serve)
     config = replace(

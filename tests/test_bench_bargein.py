@@ -1,4 +1,4 @@
-"""Smoke tests of the barge-in benchmark harness (``bench/bargein.py``, ``bench/cutoff.py``)."""
+"""Smoke tests of the barge-in benchmark harness (``bench/bargein/``, ``bench/cutoff.py``)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from bench.bargein import (
+from bench.bargein.analysis import analyse
+from bench.bargein.cli import run_bargein_scenario
+from bench.bargein.plan import (
     OFFSET_MAX_MS,
     OFFSET_MIN_MS,
     CallPlan,
-    WirePlayback,
-    analyse,
     concurrent_plans,
-    cpu_seconds,
-    machine_busy_seconds,
-    percentile,
-    run_scenario,
     single_plans,
     spread_offsets,
 )
+from bench.common.cpu import cpu_seconds, machine_busy_seconds
+from bench.common.stats import percentile
+from bench.common.wire import WirePlayback
 from bench.cutoff import run_cutoff
 
 
@@ -71,7 +70,7 @@ def test_cpu_counters_and_percentiles() -> None:
 
 async def test_one_barge_in_end_to_end(tmp_path: Path) -> None:
     """The bridge as a child process, one call with one cut-in 300 ms into the greeting."""
-    data = await run_scenario(
+    data = await run_bargein_scenario(
         "smoke",
         [CallPlan("CAbenchsmoke0001", (300,))],
         sequential=True,

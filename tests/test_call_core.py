@@ -9,6 +9,7 @@ import pytest
 from bridge.core.actions import SendUpstream, WakeTx
 from bridge.core.call import CallCore, TxIdle, TxSend, TxWait
 from bridge.core.marks import parse_mark_name
+from bridge.core.playout import MARK_INTERVAL_MS
 from bridge.core.realtime_client import encode
 from tests.core_driver import CLIENT_CANCELS, Driver, settings
 
@@ -117,8 +118,8 @@ def test_pacing_keeps_at_most_lead_ms_unplayed_at_twilio() -> None:
 def test_marks_name_generation_sequence_and_item() -> None:
     driver = Driver.ready(frame_ms=20)
     driver.response_created("resp_1")
-    driver.audio("resp_1", "item_abc", 60)
-    driver.pump_tx()
+    driver.audio("resp_1", "item_abc", 3 * MARK_INTERVAL_MS)
+    driver.play(3 * MARK_INTERVAL_MS)
     names = [parse_mark_name(n) for n in driver.mark_names()]
     assert [(m.generation, m.seq, m.item_id) for m in names if m] == [
         (0, 0, "item_abc"),
@@ -231,9 +232,10 @@ def test_marks_returned_by_clear_are_not_counted_as_played() -> None:
     driver = Driver.ready(lead_ms=100)
     driver.response_created("resp_1")
     driver.audio("resp_1", "item_1", 2000)
-    driver.play(400)
-    pending = [str(s.mark) for s in driver.core.ledger.in_flight]
-    assert pending
+    driver.play(300)
+    while not (pending := [str(s.mark) for s in driver.core.ledger.in_flight if s.mark]):
+        driver.play(10)  # until a marked frame is still in flight at Twilio
+    played_ms = (driver.now - 100.0) * 1000.0
     driver.speech_started()
     [trunc] = driver.barge_ins()[0].truncations
     # Twilio echoes every pending mark after the clear; none of them may count as played.
@@ -244,9 +246,10 @@ def test_marks_returned_by_clear_are_not_counted_as_played() -> None:
     driver.speech_stopped()
     driver.response_created("resp_2")
     driver.audio("resp_2", "item_2", 200)
-    driver.pump_tx()
+    driver.audio_done("resp_2", "item_2")
+    driver.play(200)
     assert parse_mark_name(driver.mark_names()[-1]).generation == 1  # type: ignore[union-attr]
-    assert trunc.audio_end_ms <= 400
+    assert trunc.audio_end_ms <= played_ms + 1
 
 
 def test_late_deltas_after_response_done_are_dropped() -> None:
@@ -480,7 +483,7 @@ def test_tx_queue_overflow_drops_oldest_and_counts() -> None:
     driver.audio("resp_1", "item_1", 1500)
     assert driver.core.statistics().tx_overflow_frames == 25
     assert driver.core.ledger.queued_ms() == 1000
-    first = driver.core.ledger.peek_frame()
+    first = driver.core.ledger.queue[0]
     assert first is not None
     assert first.item_offset == 500 * 8
 

@@ -26,6 +26,7 @@ from bridge.core.call import CoreSettings
 from bridge.runtime.services import core_settings
 
 README = Path(__file__).parent.parent / "README.md"
+SHIPPED_WAV = str(Path(__file__).parent.parent / "bridge" / "assets" / "one_moment.wav")
 TABLE_HEADER = "| Variable | Default | Allowed | What it does |"
 EMPTY_TOOLS_FILE = Path(__file__).parent / "data" / "tools-empty.json"
 BY_ENV: dict[str, Setting[Any]] = {s.env: s for s in SETTINGS}
@@ -113,7 +114,7 @@ def test_the_dataclass_defaults_are_the_definitions_defaults() -> None:
         if definition is not None:
             assert getattr(config, f.name) == definition.default, f.name
     assert load_config({}) == config
-    assert config.tx_frame_ms == 40
+    assert config.tx_frame_ms == 100
 
 
 def test_every_default_is_a_value_its_own_parser_accepts() -> None:
@@ -214,8 +215,8 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("TWILIO_API_BASE_URL", "http://127.0.0.1:9", "twilio_api_base_url", None),
     ("BRIDGE_TX_LEAD_MS", "20", "tx_lead_ms", 20),
     ("BRIDGE_TX_LEAD_MS", "2000", "tx_lead_ms", 2000),
-    ("BRIDGE_TX_FRAME_MS", "10", "tx_frame_ms", 10),
-    ("BRIDGE_TX_FRAME_MS", " 200 ", "tx_frame_ms", 200),
+    ("BRIDGE_TX_FRAME_MS", "20", "tx_frame_ms", 20),
+    ("BRIDGE_TX_FRAME_MS", " 1000 ", "tx_frame_ms", 1000),
     ("BRIDGE_FAST_BARGE_IN", "off", "fast_barge_in", "off"),
     ("BRIDGE_CONFIRM_WINDOW_MS", "100", "confirm_window_ms", 100),
     ("BRIDGE_CONFIRM_WINDOW_MS", "5000", "confirm_window_ms", 5000),
@@ -224,7 +225,16 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("BRIDGE_NEGATIONS", "לא, no thanks", "negations", ("לא", "no thanks")),
     ("BRIDGE_HEARTBEAT_S", "1", "heartbeat_interval_s", 1.0),
     ("BRIDGE_HEARTBEAT_S", "2.5", "heartbeat_interval_s", 2.5),
-    ("BRIDGE_MAX_CALL_S", "3600", "max_call_s", 3600.0),
+    ("BRIDGE_MAX_CALL_S", "86400", "max_call_s", 86400.0),
+    ("BRIDGE_SESSION_RECYCLE_S", "60", "session_recycle_s", 60.0),
+    ("BRIDGE_SESSION_RECYCLE_S", "3540", "session_recycle_s", 3540.0),
+    ("BRIDGE_RECONNECT_ATTEMPTS", "0", "reconnect_attempts", 0),
+    ("BRIDGE_RECONNECT_ATTEMPTS", "10", "reconnect_attempts", 10),
+    ("BRIDGE_RECONNECT_WINDOW_S", "2.5", "reconnect_window_s", 2.5),
+    ("BRIDGE_COMFORT_AFTER_MS", "100", "comfort_after_ms", 100),
+    ("BRIDGE_HOLD_AUDIO_WAV", SHIPPED_WAV, "hold_audio_wav", SHIPPED_WAV),
+    ("BRIDGE_REPLY_TIMEOUT_MS", "30000", "reply_timeout_ms", 30000),
+    ("BRIDGE_MEDIA_TIMEOUT_S", "3", "media_timeout_s", 3.0),
     ("BRIDGE_MAX_CALL_S", "1e2", "max_call_s", 100.0),
     ("BRIDGE_LOG_FORMAT", "json", "log_format", "json"),
     ("BRIDGE_LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
@@ -276,14 +286,25 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("BRIDGE_MAX_CALL_S", "-inf"),
     ("BRIDGE_MAX_CALL_S", "1e999"),
     ("BRIDGE_MAX_CALL_S", "0"),
-    ("BRIDGE_MAX_CALL_S", "3601"),
+    ("BRIDGE_MAX_CALL_S", "86401"),
+    ("BRIDGE_SESSION_RECYCLE_S", "3541"),
+    ("BRIDGE_SESSION_RECYCLE_S", "nan"),
+    ("BRIDGE_RECONNECT_ATTEMPTS", "-1"),
+    ("BRIDGE_RECONNECT_ATTEMPTS", "11"),
+    ("BRIDGE_RECONNECT_WINDOW_S", "0"),
+    ("BRIDGE_COMFORT_AFTER_MS", "99"),
+    ("BRIDGE_HOLD_AUDIO_WAV", "/nonexistent/hold.wav"),
+    ("BRIDGE_HOLD_AUDIO_WAV", str(Path(__file__))),
+    ("BRIDGE_REPLY_TIMEOUT_MS", "0"),
+    ("BRIDGE_MEDIA_TIMEOUT_S", "2"),
     ("BRIDGE_PORT", "99999"),
     ("BRIDGE_PORT", "65536"),
     ("BRIDGE_PORT", "-1"),
     ("BRIDGE_PORT", "80.0"),
     ("BRIDGE_PORT", "http"),
     ("BRIDGE_TX_FRAME_MS", "0"),
-    ("BRIDGE_TX_FRAME_MS", "201"),
+    ("BRIDGE_TX_FRAME_MS", "1001"),
+    ("BRIDGE_TX_FRAME_MS", "19"),
     ("BRIDGE_TX_FRAME_MS", "1e2"),
     ("BRIDGE_TX_LEAD_MS", "0"),
     ("BRIDGE_TX_LEAD_MS", "-100"),
@@ -348,7 +369,7 @@ def test_bad_values_are_refused_in_one_line(env: str, text: str) -> None:
 def test_the_issue_examples_are_refused() -> None:
     for env, text, allowed in [
         ("BRIDGE_HEARTBEAT_S", "nan", "a finite number of seconds in 1..300"),
-        ("BRIDGE_MAX_CALL_S", "nan", "a finite number of seconds in 1..3600"),
+        ("BRIDGE_MAX_CALL_S", "nan", "a finite number of seconds in 1..86400"),
         ("BRIDGE_PORT", "99999", "an integer in 0..65535 (0: any free port)"),
     ]:
         with pytest.raises(ConfigError) as refused:
@@ -374,7 +395,11 @@ def test_a_flag_wins_over_its_variable_and_goes_through_the_same_parser() -> Non
         {"BRIDGE_PORT": "9090", "BRIDGE_HOST": "not a host"},
         {"--port": "8081", "--host": "127.0.0.1", "--public-url": "https://b.example.com"},
     )
-    assert (config.port, config.host, config.public_url) == (8081, "127.0.0.1", "https://b.example.com")
+    assert (config.port, config.host, config.public_url) == (
+        8081,
+        "127.0.0.1",
+        "https://b.example.com",
+    )
     with pytest.raises(ConfigError) as refused:
         load_config({"BRIDGE_PORT": "8080"}, {"--port": "99999"})
     assert str(refused.value) == (

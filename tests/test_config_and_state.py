@@ -12,6 +12,9 @@ import dataclasses
 
 import pytest
 import trio
+import trio.testing
+from wsproto import ConnectionType
+from wsproto.connection import Connection
 
 from bridge.core.call import CallCore
 from bridge.core.gate import GateStage
@@ -23,6 +26,7 @@ from bridge.runtime.call import CallIO
 from bridge.runtime.registry import CallHandle
 from bridge.runtime.services import Services
 from bridge.runtime.twilio_leg import TwilioLeg
+from bridge.runtime.websocket import WebSocket
 from tests.harness import TEST_CONFIG
 
 
@@ -45,11 +49,10 @@ def _walk_bridge_objects(obj: object, seen: set[int]) -> list[object]:
 
 
 async def test_every_per_call_field_is_set_by_the_constructor() -> None:
-    async def never(*_: object) -> dict[str, object]:
-        raise AssertionError("not used")
-
+    stream, _peer = trio.testing.memory_stream_pair()
+    ws = WebSocket(stream, Connection(ConnectionType.SERVER), max_message_chars=1024)
     services = Services(TEST_CONFIG, "ws://127.0.0.1:1", None)
-    io = CallIO(services, TwilioLeg(never, never), Start("MZ1", "CA1"))
+    io = CallIO(services, TwilioLeg(ws), Start("MZ1", "CA1"))
     reached = {type(obj) for obj in _walk_bridge_objects(io, set())}
     # The walk really went through the whole call: core, its state machine, gate, ledger.
     assert {CallIO, CallCore, ConversationState, GateStage, PlayoutLedger, CallCounters} <= reached
@@ -57,7 +60,7 @@ async def test_every_per_call_field_is_set_by_the_constructor() -> None:
 
 
 @pytest.mark.parametrize(
-    "cls", [CallCore, CallIO, GateStage, ConversationState, CallHandle, TwilioLeg]
+    "cls", [CallCore, CallIO, GateStage, ConversationState, CallHandle, TwilioLeg, WebSocket]
 )
 def test_per_call_classes_cannot_grow_attributes(cls: type) -> None:
     assert "__dict__" not in dir(cls)

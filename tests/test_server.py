@@ -97,7 +97,7 @@ def test_metrics_sum_ended_and_live_calls_and_escape_labels() -> None:
     text = metrics.render().decode()
     assert "bridge_late_audio_dropped_seconds_total 2.0" in text  # 1.5 s ended + 0.5 s live
     assert 'bridge_malformed_messages_total{source="twilio"} 2.0' in text
-    assert 'bridge_calls_active 1.0' in text
+    assert "bridge_calls_active 1.0" in text
     assert 'bridge_barge_ins_total{trigger="odd\\"trigger\\\\"} 1.0' in text
     assert 'bridge_barge_in_reaction_seconds_bucket{le="0.002"} 1.0' in text
 

@@ -110,6 +110,24 @@ def test_audio_is_attributed_to_the_item_named_by_the_next_mark() -> None:
     assert pb.played_between(0.03, 0.05) == pytest.approx(20.0)
 
 
+def test_audio_after_the_last_mark_belongs_to_that_marks_item_until_the_next_mark() -> None:
+    """The bridge marks every item's first frame and then only every 200 ms: audio after
+    the latest mark is its item's, provisionally, and for good when a clear cuts it."""
+    pb = TwilioPlayback()
+    pb.push_media(_audio(40), 0.0)
+    pb.push_mark("g0:m0:item_A", 0.0)
+    pb.push_media(_audio(40), 0.0)  # no mark after it yet
+    pb.advance(0.07)
+    assert pb.heard_ms("item_A") == pytest.approx(70.0)
+    pb.clear(0.07)
+    pb.push_media(_audio(40), 0.1)  # the first frame after the clear, before its mark
+    pb.advance(0.12)
+    assert pb.heard_ms("item_A") == pytest.approx(70.0)  # not the next item's audio
+    pb.push_mark("g1:m1:item_B", 0.12)
+    pb.advance(0.2)
+    assert pb.heard_ms("item_B") == pytest.approx(40.0)
+
+
 def test_heard_ms_counts_only_what_played_before_a_clear() -> None:
     pb = TwilioPlayback()
     pb.push_media(_audio(500), 0.0)

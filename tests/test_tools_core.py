@@ -160,12 +160,13 @@ def test_the_filler_is_asked_for_once_ahead_of_the_silence_by_the_measured_lead(
     d.now += 0.45
     d.item_added("resp_0", "item_0")
     d.audio("resp_0", "item_0", 200)
+    d.audio_done("resp_0", "item_0")
     d.response_done("resp_0")
     d.play(400)
     d.response_created("resp_1")
     function_call(d, "resp_1", "call_1", "lookup_order")
     d.response_done("resp_1")
-    deadline = d.core.tools_deadline(d.now)
+    deadline = d.core.tools_deadline()
     assert deadline == pytest.approx(d.now + 1.0 - 0.45 - LEAD_MARGIN_S)
     assert d.core.on_tools_timer(deadline - 0.01) == []
     d.now = deadline
@@ -176,7 +177,7 @@ def test_the_filler_is_asked_for_once_ahead_of_the_silence_by_the_measured_lead(
     # Once per wait: no second filler, however long the tool takes.
     d.response_created("resp_f", {"bridge_request": create.request_tag})
     d.response_done("resp_f")
-    assert d.core.tools_deadline(d.now) is None
+    assert d.core.tools_deadline() is None
     # The answer follows the result.
     assert len(creates(result(d, "call_1"))) == 1
 
@@ -189,14 +190,14 @@ def test_the_filler_waits_while_the_ai_is_still_heard_and_counts_silence_from_th
     d.audio("resp_1", "item_1", 1500)  # "Let me check that for you."
     function_call(d, "resp_1", "call_1", "lookup_order")
     d.response_done("resp_1")
-    first = d.core.tools_deadline(d.now)
+    first = d.core.tools_deadline()
     assert first == pytest.approx(d.now + 1.0 - 0.2 - LEAD_MARGIN_S)
     d.play(800)
     assert creates(d.record(d.core.on_tools_timer(d.now))) == []  # still speaking: look again
     d.play(900)  # the sentence has been heard
     heard_at = d.core.ledger.last_ack_at
     assert heard_at is not None
-    assert d.core.tools_deadline(d.now) == pytest.approx(heard_at + 1.0 - 0.2 - LEAD_MARGIN_S)
+    assert d.core.tools_deadline() == pytest.approx(heard_at + 1.0 - 0.2 - LEAD_MARGIN_S)
 
 
 def test_before_any_measurement_the_lead_is_the_default() -> None:
@@ -205,7 +206,7 @@ def test_before_any_measurement_the_lead_is_the_default() -> None:
     function_call(d, "resp_1", "call_1", "lookup_order")
     d.response_done("resp_1")
     lead = DEFAULT_LEAD_S + LEAD_MARGIN_S
-    assert d.core.tools_deadline(d.now) == pytest.approx(d.now + 1.0 - lead)
+    assert d.core.tools_deadline() == pytest.approx(d.now + 1.0 - lead)
 
 
 def test_no_filler_once_the_ai_has_answered_the_caller_or_after_a_barge_in() -> None:
@@ -214,9 +215,9 @@ def test_no_filler_once_the_ai_has_answered_the_caller_or_after_a_barge_in() -> 
     function_call(d, "resp_1", "call_1", "lookup_order")
     d.response_done("resp_1")
     d.response_created("resp_2")  # the server answered the caller meanwhile
-    d.now = d.core.tools_deadline(d.now) or 0.0
+    d.now = d.core.tools_deadline() or 0.0
     assert creates(d.record(d.core.on_tools_timer(d.now))) == []
-    assert d.core.tools_deadline(d.now) is None
+    assert d.core.tools_deadline() is None
 
 
 # -- exits ----------------------------------------------------------------------------------
@@ -326,7 +327,7 @@ def test_the_exit_goes_on_when_marks_never_come_back() -> None:
     d.pump_tx()
     function_call(d, "resp_1", "call_end", "end_call")
     d.response_done("resp_1")
-    cap = d.core.tools_deadline(d.now)
+    cap = d.core.tools_deadline()
     assert cap is not None
     assert cap <= d.now + 0.5 + 2.0 + 1e-6
     d.now = cap  # no mark echoed at all

@@ -11,6 +11,7 @@ import numpy as np
 
 from bridge.audio import mulaw, synth
 from bridge.core.actions import SendUpstream
+from bridge.core.call import APPEND_BATCH_MS
 from bridge.core.gate import TURN_END_MARGIN_MS
 from bridge.core.realtime_client import InputAudioAppend
 from bridge.core.twilio import Media
@@ -72,7 +73,8 @@ def test_no_frame_waits_from_speech_to_the_end_of_the_servers_turn_window() -> N
     late = [by_ms[ms] for ms in range(first_late, 4000, FRAME_MS) if ms in by_ms]
     assert late
     assert all(not itself for _, itself in late)
-    assert max(delay for delay, _ in late) <= 100  # the prefix hold, no more
+    # The prefix hold, then silence goes up in batches (no turn is timing): no more.
+    assert max(delay for delay, _ in late) <= 100 + APPEND_BATCH_MS
 
 
 def test_an_onset_after_a_long_silence_releases_the_hold_at_once() -> None:
@@ -80,8 +82,10 @@ def test_an_onset_after_a_long_silence_releases_the_hold_at_once() -> None:
     stream, _ = caller_stream(1500, 600, 0)
     released = feed(driver, stream)
     by_ms = {index * FRAME_MS: (delay, itself) for index, delay, itself in released}
-    # Before the caller speaks, line noise goes up as silence, 100 ms late (the hold).
-    assert all(by_ms[ms] == (100, False) for ms in range(200, 1380, FRAME_MS))
+    # Before the caller speaks, line noise goes up as silence, 100 ms late (the hold) and in
+    # batches of APPEND_BATCH_MS.
+    early = [by_ms[ms] for ms in range(200, 1380, FRAME_MS)]
+    assert all(not itself and 100 <= delay < 100 + APPEND_BATCH_MS for delay, itself in early)
     # The frame where the voice was heard went up in its own step, and the hold before it
     # as real audio (the first syllable's attack reaches the model); nothing waits after.
     heard_at = next(ms for ms in range(1500, 2100, FRAME_MS) if by_ms[ms][0] == 0)
@@ -99,3 +103,19 @@ def test_the_hold_goes_up_when_the_stream_ends() -> None:
     assert isinstance(last.event, InputAudioAppend)
     assert len(last.event.audio) == 100 * 8  # the prefix hold, as silence
     assert (len(released) * FRAME_MS + 100) * 8 == len(stream)  # every frame, once
+
+
+def test_silence_of_a_closed_gate_goes_up_in_batches_and_speech_goes_at_once() -> None:
+    driver = Driver.ready()
+    stream, _ = caller_stream(3000, 600, 0)
+    frames = [stream[i : i + FRAME_MS * 8] for i in range(0, len(stream), FRAME_MS * 8)]
+    appends_at: list[int] = []
+    for step, frame in enumerate(frames):
+        actions = driver.core.on_caller_frames([Media(frame, step * FRAME_MS)], driver.now)
+        driver.now += FRAME_MS / 1000.0
+        if any(isinstance(a, SendUpstream) for a in actions):
+            appends_at.append(step * FRAME_MS)
+    quiet = [ms for ms in appends_at if ms < 2800]
+    assert len(quiet) <= 2800 // APPEND_BATCH_MS + 1  # one append per batch, not per frame
+    # Speech starts at 3000 ms and is heard within 60 ms: from then on, an append per frame.
+    assert [ms for ms in appends_at if ms >= 3060] == list(range(3060, 3600, FRAME_MS))

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from bridge.core.actions import Action, SendUpstream, ToApp
-from bridge.core.app_work import AppWork, EmitEvent, WakeTools
+from bridge.core.app_work import AppWork, EmitEvent
 from bridge.core.call_events import CallEvent
 from bridge.core.realtime_client import FunctionCallOutput, ResponseCreate
 from bridge.core.toolspec import ToolCatalog, parse_tools_document
@@ -95,7 +95,7 @@ def work(actions: list[Action]) -> list[AppWork]:
     return [
         a.work
         for a in actions
-        if isinstance(a, ToApp) and not isinstance(a.work, EmitEvent | WakeTools)
+        if isinstance(a, ToApp) and not isinstance(a.work, EmitEvent)
     ]
 
 

@@ -57,6 +57,8 @@ class Gate:
     held_bytes: int = 0
     quiet_ms: float = math.inf
     """ms of input since the caller last spoke (infinite before they ever did)."""
+    closed: bool = False
+    """The latest frame was held: no turn is starting or ending (see the module docstring)."""
 
     def push(self, payload: bytes, *, open_now: bool, speaking: bool = False) -> tuple[bytes, ...]:
         """Take one input frame; return the frames to send upstream now, oldest first.
@@ -68,7 +70,8 @@ class Gate:
         if not self.enabled:
             return (payload,)
         self.quiet_ms = 0.0 if speaking else self.quiet_ms + len(payload) / mulaw.BYTES_PER_MS
-        if open_now or self.quiet_ms < self.turn_window_ms:
+        self.closed = not (open_now or self.quiet_ms < self.turn_window_ms)
+        if not self.closed:
             if not self.held:
                 return (payload,)
             released = (*self.held, payload)

@@ -46,6 +46,14 @@ class EndCall:
 
 
 @dataclass(frozen=True, slots=True)
+class DropUpstream:
+    """Give up on the current upstream session (it stopped streaming): close it and heal as
+    for any lost session."""
+
+    end: CallEnd
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """One log record with a readable tag (``BARGE_IN``, ``TX_FLUSH``, ...)."""
 
@@ -109,6 +117,6 @@ class ToApp:
     work: AppWork
 
 
-LocalAction = WakeTx | Log | EndCall | QueueCallerAudio | ToApp
+LocalAction = WakeTx | Log | EndCall | QueueCallerAudio | DropUpstream | ToApp
 UpstreamAction = SendUpstream | BargeIn
 Action = LocalAction | UpstreamAction

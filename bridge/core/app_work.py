@@ -60,9 +60,4 @@ class EmitEvent:
     event: CallEvent
 
 
-@dataclass(frozen=True, slots=True)
-class WakeTools:
-    """A tool deadline (filler, exit cap) may have moved earlier: re-read it."""
-
-
-AppWork = RunTool | CancelTool | RunExit | EmitEvent | WakeTools
+AppWork = RunTool | CancelTool | RunExit | EmitEvent

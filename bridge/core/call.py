@@ -32,6 +32,7 @@ from bridge.core import twilio
 from bridge.core.actions import (
     Action,
     BargeIn,
+    DropUpstream,
     EndCall,
     LocalAction,
     Log,
@@ -42,25 +43,42 @@ from bridge.core.actions import (
     Truncation,
     WakeTx,
 )
-from bridge.core.app_work import EmitEvent, WakeTools
+from bridge.core.app_work import EmitEvent
 from bridge.core.call_events import BargeInHappened, Transcript
 from bridge.core.cancelled import CancelledResponses
 from bridge.core.codec import UpstreamCodec
+from bridge.core.conversation import Conversation
 from bridge.core.ending import CallEnd, EndReason
-from bridge.core.gate import GateStage
+from bridge.core.gate import GateStage, Released
+from bridge.core.inputclock import InputClock
 from bridge.core.notes import Note, NoteBook, NoteDisposition
-from bridge.core.playout import BYTES_PER_MS, MarkOutcome, OutboundFrame, Pacer, PlayoutLedger
+from bridge.core.playout import (
+    BYTES_PER_MS,
+    QUEUE_FRAME_MS,
+    MarkOutcome,
+    OutboundFrame,
+    Pacer,
+    PlayoutLedger,
+)
 from bridge.core.realtime_client import (
     ClientEvent,
     ItemDelete,
     ItemTruncate,
+    ReplayMessage,
     ResponseCancel,
     ResponseCreate,
     SessionSettings,
     SessionUpdate,
     SystemMessage,
 )
-from bridge.core.records import BargeInResumed, ResponseFinished, report
+from bridge.core.records import (
+    BargeInResumed,
+    ResponseFinished,
+    SessionRecycled,
+    UpstreamLost,
+    UpstreamRestored,
+    report,
+)
 from bridge.core.state import (
     ActiveResponse,
     ConversationState,
@@ -74,6 +92,14 @@ from bridge.core.stats import CallCounters, CallStatistics
 from bridge.core.tools import Moment, ToolLedger, ToolResult
 from bridge.core.toolspec import ToolCatalog
 from bridge.core.transcripts import TranscriptLedger
+from bridge.core.watchdogs import (
+    MediaDue,
+    MediaWatch,
+    Outage,
+    ReplyDue,
+    ReplyWatch,
+    ResponseWatch,
+)
 
 FastBargeIn = Literal["off", "duck"]
 
@@ -88,6 +114,28 @@ FATAL_ERROR_CODES = frozenset({"beta_api_shape_disabled", "invalid_api_key", "se
 
 MAX_QUEUED_MS = 120_000
 """Local TX queue cap, ms of AI audio; when full the oldest frames are dropped and counted."""
+APPEND_BATCH_MS = 100
+"""While the gate is closed (no turn can be starting or ending), the silence it releases
+goes upstream in appends of this much, ms, instead of one per 20 ms frame; the first frame
+of speech sends what waits at once, ahead of itself."""
+HOLD_WHILE_AWAY_MS = 3000
+"""Caller audio kept while no session is ready (set-up, a reconnect, a recycle), ms: it goes
+to the session when it is ready, newest kept (older audio is dropped and counted; the model
+hears what the caller said just before, never seconds of stale audio)."""
+LOCAL_ITEM_PREFIX = "local_"
+"""Item ids of audio the bridge plays itself (the hold phrase): never truncated upstream."""
+RESPONSE_STALL_S = 5.0
+"""A response with no event for this long (and no ``response.done``) has stopped streaming."""
+MEDIA_STALL_S = 2.0
+GARBAGE_RUN_LIMIT = 32
+"""Upstream events in a row that cannot be parsed before the session is given up as lost:
+one bad event is counted and skipped; a session that sends only garbage is broken."""
+"""No caller media for this long while Twilio's socket is open: counted and logged."""
+HOLD_PHRASE_AFTER_NUDGE_S = 1.5
+CUE_QUIET_S = 1.2
+"""While an outage lasts past the hold phrase: silence before each soft cue, s (under the
+1.5 s after which a caller starts to wonder whether the line is dead)."""
+"""After a nudge, how much longer the reply may take before the caller hears the phrase."""
 CANCELLED_MAX = 64
 CANCELLED_MAX_AGE_S = 300.0
 """Cancelled responses remembered (count and age): late deltas of any of them are dropped."""
@@ -100,9 +148,9 @@ class CoreSettings:
 
     session: SessionSettings
     frame_ms: int
-    """Outbound frame size toward Twilio, ms (a mark follows each frame)."""
+    """Largest media message toward Twilio, ms: the pacer sends one when Twilio has room."""
     lead_ms: int
-    """How far ahead of real time audio is sent to Twilio, ms."""
+    """How far ahead of real time audio is sent to Twilio, ms (the most it holds)."""
     greeting: str | None
     negations: tuple[str, ...]
     fast_barge_in: FastBargeIn
@@ -117,15 +165,26 @@ class CoreSettings:
     """Silence while a tool runs before the filler is heard (0: no filler)."""
     call_events: bool
     """Call events go to the application (``BRIDGE_EVENTS_URL`` is set)."""
+    comfort_after_ms: int
+    """While the upstream heals: silence at the caller before the hold phrase plays, ms."""
+    reply_timeout_ms: int
+    """The caller's turn ended: how long a reply may take to start before a nudge, ms."""
+    media_timeout_s: float
+    """No caller media for this long while Twilio's socket is open ends the call, s."""
+    hold_audio: bytes
+    comfort_cue: bytes
+    """While the upstream heals past the hold phrase: the soft cue (μ-law; empty: none)."""
+    """The hold phrase ("One moment, please"), μ-law at 8 bytes/ms."""
     max_queued_ms: int = MAX_QUEUED_MS
     """Not a user setting: the local TX queue cap (tests make it small)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TxSend:
-    media: str
-    mark: str
-    frame: OutboundFrame
+    messages: tuple[str, ...]
+    """Twilio messages to write together: a frame's ``media`` and its ``mark`` if it gets
+    one (:data:`bridge.core.playout.MARK_INTERVAL_MS`), or a mark owed to the last frame."""
+    frame: OutboundFrame | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,22 +200,44 @@ class TxIdle:
 TxDecision = TxSend | TxWait | TxIdle
 
 
+def _resume_instructions(cut_text: str) -> str:
+    """The one instruction a new session gets when the AI was cut off mid-reply."""
+    heard = f' The caller last heard you say: "{cut_text[-300:]}".' if cut_text else ""
+    return (
+        "A technical problem cut off your previous reply." + heard + " Say in a few words that "
+        "you were cut off, then finish that reply briefly."
+    )
+
+
 class CallCore:
     """All state of one call and every decision about it. Not thread-safe; no I/O."""
 
     __slots__ = (
         "_cancelled",
         "_codec",
+        "_conversation",
         "_counters",
         "_event_seq",
+        "_foreign_items",
+        "_garbage_run",
         "_gate",
+        "_hold_queued",
+        "_holds",
+        "_input_clock",
         "_late_items",
+        "_media_watch",
         "_notes",
+        "_outage",
         "_pacer",
+        "_reply_watch",
+        "_response_watch",
+        "_session_opened_at",
         "_session_update_id",
+        "_sessions",
         "_state",
         "_tools",
         "_transcripts",
+        "_unsent",
         "call_sid",
         "ledger",
         "settings",
@@ -172,8 +253,8 @@ class CallCore:
         self._counters = CallCounters()
         self._state = ConversationState()
         self.ledger = PlayoutLedger(
-            frame_bytes=settings.frame_ms * BYTES_PER_MS,
-            max_queued_frames=max(1, settings.max_queued_ms // settings.frame_ms),
+            frame_bytes=QUEUE_FRAME_MS * BYTES_PER_MS,
+            max_queued_frames=max(1, settings.max_queued_ms // QUEUE_FRAME_MS),
         )
         self._pacer = Pacer(lead_ms=settings.lead_ms)
         self._gate = GateStage(
@@ -185,8 +266,30 @@ class CallCore:
         self._cancelled = CancelledResponses(CANCELLED_MAX, CANCELLED_MAX_AGE_S)
         self._notes = NoteBook.with_negations(settings.negations)
         self._session_update_id: str | None = None
+        self._sessions = 0
+        """Upstream sessions opened in this call (more than one after a reconnect/recycle)."""
+        self._session_opened_at = now
+        self._input_clock = InputClock()
+        """The current session's input-audio clock (each session starts its own at 0)."""
+        self._unsent: list[Released] = []
+        """Caller audio released by the gate, not yet appended: under APPEND_BATCH_MS of a
+        closed gate's silence, or up to HOLD_WHILE_AWAY_MS while no session is ready."""
+        self._conversation = Conversation()
+        self._outage: Outage | None = None
+        self._foreign_items: set[str] = set()
+        """Items of an earlier session still in the ledger: played, never truncated."""
+        self._holds = 0
+        """Local items (hold phrases, cues) queued so far (their item ids are numbered)."""
+        self._hold_queued = False
+        self._reply_watch = ReplyWatch(
+            settings.reply_timeout_ms / 1000.0, HOLD_PHRASE_AFTER_NUDGE_S
+        )
+        self._response_watch = ResponseWatch(RESPONSE_STALL_S)
+        self._media_watch = MediaWatch(MEDIA_STALL_S, settings.media_timeout_s, last_at=now)
         self._late_items: dict[str, list[str]] = {}
         """Items of an already-cancelled response that appeared late: deleted at its done."""
+        self._garbage_run = 0
+        """Upstream events that could not be parsed since the last one that could."""
         self._event_seq = 0
         self._tools = ToolLedger(
             settings.tools,
@@ -272,7 +375,15 @@ class CallCore:
             case twilio.Media():
                 self._counters.frames_in += 1
                 self._gate.note_caller_time(ev.timestamp_ms, now)
-                return [QueueCallerAudio(ev)]
+                stalled_s = self._media_watch.frame(now)
+                if stalled_s is None:
+                    return [QueueCallerAudio(ev)]
+                return [
+                    QueueCallerAudio(ev),
+                    Log(
+                        "INFO", "TWILIO_MEDIA_RESUMED", f"caller media back after {stalled_s:.1f} s"
+                    ),
+                ]
             case twilio.Mark():
                 return self._on_mark(ev.name, now)
             case twilio.Stop():
@@ -321,19 +432,43 @@ class CallCore:
 
     def on_caller_frames(self, frames: Sequence[twilio.Media], now: float) -> list[Action]:
         """Caller frames taken together by the gate stage, in order: their logs and any local
-        barge-in first, then one ``input_audio_buffer.append`` with everything released."""
+        barge-in first, then one ``input_audio_buffer.append`` with everything released
+        (while the gate is closed, once :data:`APPEND_BATCH_MS` of silence has gathered;
+        while no session is ready, the audio waits, up to :data:`HOLD_WHILE_AWAY_MS`)."""
         actions: list[Action] = []
-        released: list[bytes] = []
         for frame in frames:
             result = self._gate.process(frame, barge_in_active=self.barge_in_active)
             actions.extend(result.logs)
-            released.extend(result.released)
+            self._unsent.extend(result.released)
             if result.onset:
                 actions.extend(self.on_local_onset(now))
-        append = self._codec.append(released)
+        if not self.session_ready:
+            self._keep_newest_unsent()
+            return actions
+        if self._gate.closed and self._unsent_ms() < APPEND_BATCH_MS:
+            return actions
+        append = self._append_unsent()
         if append is not None:
-            actions.append(SendUpstream(append))
+            actions.append(append)
         return actions
+
+    def _unsent_ms(self) -> int:
+        return sum(len(r.audio) for r in self._unsent) // BYTES_PER_MS
+
+    def _keep_newest_unsent(self) -> None:
+        dropped = 0
+        while self._unsent and self._unsent_ms() > HOLD_WHILE_AWAY_MS:
+            dropped += len(self._unsent.pop(0).audio)
+        self._counters.caller_audio_dropped_ms += dropped // BYTES_PER_MS
+
+    def _append_unsent(self) -> SendUpstream | None:
+        """One append of every released frame not yet sent, on the session's input clock."""
+        unsent, self._unsent = self._unsent, []
+        for released in unsent:
+            self._input_clock.on_appended(released.timestamp_ms, len(released.audio) / BYTES_PER_MS)
+        self._counters.frames_upstream += len(unsent)
+        append = self._codec.append([r.audio for r in unsent])
+        return None if append is None else SendUpstream(append)
 
     def on_caller_stream_end(
         self, frames: Sequence[twilio.Media], now: float
@@ -343,27 +478,96 @@ class CallCore:
         audio is lost (no barge-in can start any more: onsets are not acted on)."""
         if not self.session_ready:
             return None
-        released: list[bytes] = []
         for frame in frames:
-            released.extend(self._gate.process(frame, barge_in_active=False).released)
-        released.extend(self._gate.flush())
-        append = self._codec.append(released)
-        return None if append is None else SendUpstream(append)
+            self._unsent.extend(self._gate.process(frame, barge_in_active=False).released)
+        self._unsent.extend(self._gate.flush())
+        return self._append_unsent()
 
     # -- upstream lifecycle ---------------------------------------------------------------
 
+    @property
+    def at_turn_boundary(self) -> bool:
+        """Nobody holds the turn: no response, nothing playing or queued, the caller not
+        speaking, no reply owed. A session can be replaced here without anyone hearing it."""
+        return (
+            self._state.may_create_response
+            and not self.ai_speaking
+            and not self._gate.voice
+            and self._reply_watch.owed_since is None
+        )
+
     def on_upstream_open(self, now: float) -> list[Action]:
-        """The Realtime socket is open: configure the session at once (GA shape)."""
+        """A Realtime socket is open: the first session, one replacing a lost session, or
+        one replacing a session at a turn boundary (a recycle). Configure it at once."""
+        actions: list[Action] = []
+        if self._state.phase is SessionPhase.READY:
+            self._counters.sessions_recycled += 1
+            self._foreign_items |= set(self.ledger.items)
+            age_s = now - self._session_opened_at
+            self._state.session(SessionEvent.REPLACED)
+            actions.append(report("INFO", SessionRecycled(session_age_s=round(age_s, 1))))
+        elif self._state.phase is SessionPhase.LOST:
+            self._state.session(SessionEvent.REPLACED)
+        self._sessions += 1
+        self._garbage_run = 0
+        self._session_opened_at = now
+        self._input_clock = InputClock()
         self._state.session(SessionEvent.OPENED)
         self._session_update_id = self._event_id("session")
-        return [SendUpstream(SessionUpdate(self._session_update_id, self.settings.session))]
+        actions.append(SendUpstream(SessionUpdate(self._session_update_id, self.settings.session)))
+        return actions
+
+    def on_reconnect_attempt(self) -> None:
+        """The runtime is about to try a new upstream connection during an outage."""
+        self._counters.reconnect_attempts += 1
+        if self._outage is not None:
+            self._outage.attempts += 1
+
+    def on_upstream_lost(self, now: float, end: CallEnd) -> list[LocalAction]:
+        """The session is gone (closed, stalled, stopped streaming); the call heals. Audio
+        already received keeps playing; the caller's audio waits for the next session."""
+        if self._state.phase in (SessionPhase.LOST, SessionPhase.CLOSED):
+            return []
+        active = self._state.active
+        cut_item = self._last_item_of(active.response_id) if active is not None else None
+        if cut_item is not None and not self.ledger.items[cut_item].audio_done:
+            self._conversation.assistant_lost(cut_item, self.ledger.items[cut_item].received_ms)
+        self._state.lose()
+        self._counters.upstream_losses += 1
+        self._foreign_items |= set(self.ledger.items)
+        self._response_watch.done()
+        self._late_items.clear()
+        if self._outage is None:
+            # The hold phrase comes `comfort_after_ms` into the caller's silence: once what
+            # Twilio holds and what is queued here has played, or, if the line is already
+            # quiet, counted from when it went quiet (the AI's last audio, or the end of the
+            # caller's turn a reply is owed for), but never before now.
+            if self.ai_speaking:
+                silent_since = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000
+            else:
+                owed = self._reply_watch.owed_since
+                silent_since = max(self._pacer.play_end_at, owed if owed is not None else now)
+            comfort_at = max(now, silent_since + self.settings.comfort_after_ms / 1000.0)
+            self._outage = Outage(
+                lost_at=now,
+                reason=end,
+                mid_reply=active is not None,
+                cut_text=self._conversation.heard_text_of(cut_item) if cut_item else "",
+                comfort_at=comfort_at,
+            )
+        record = UpstreamLost(end.reason.value, end.detail, mid_reply=active is not None)
+        return [report("WARNING", record)]
+
+    def _last_item_of(self, response_id: str) -> str | None:
+        items = [i.item_id for i in self.ledger.items.values() if i.response_id == response_id]
+        return items[-1] if items else None
 
     def on_call_ending(self) -> None:
         """The call is being torn down: nothing may start from here on."""
         if self._state.phase is not SessionPhase.CLOSED:
             self._state.session(SessionEvent.CLOSED)
 
-    def _on_session_updated(self, ev: rt.SessionUpdated) -> list[Action]:
+    def _on_session_updated(self, ev: rt.SessionUpdated, now: float) -> list[Action]:
         want = self.settings.session.audio_format
         want_rate = 24000 if want == "audio/pcm" else None
         confirmed = (
@@ -384,14 +588,65 @@ class CallCore:
         actions: list[Action] = [
             Log("INFO", "SESSION_READY", f"upstream confirmed {want} both ways", {"format": want})
         ]
-        if self.settings.greeting:
-            actions.append(self._request_response(self.settings.greeting))
+        return actions + self._take_over(now)
+
+    def _take_over(self, now: float) -> list[Action]:
+        """A session just became ready: give it the conversation (notes only, the first
+        time), the caller audio that waited for it, then the turn the call is in."""
+        replay = self._conversation.replay()
+        actions: list[Action] = [
+            SendUpstream(ReplayMessage(self._event_id("replay"), entry.role, entry.text))
+            for entry in replay
+        ]
+        held = self._append_unsent()
+        if held is not None:
+            actions.append(held)
+        outage, self._outage = self._outage, None
+        may_speak = not (self._gate.voice or self.barge_in_active) and (
+            self._state.may_create_response
+        )
+        # Cut off mid-reply after the caller heard some of it: the AI says so and goes on.
+        resume = may_speak and outage is not None and outage.mid_reply and bool(outage.cut_text)
+        # The caller's turn ended and nothing of its answer was heard: it is answered now.
+        owed = may_speak and not resume and self._reply_watch.owed_since is not None
+        # A reply cut before a word of it was heard (the greeting, an answer to a note):
+        # asked for again, from the replayed conversation.
+        redo = may_speak and outage is not None and outage.mid_reply and not (resume or owed)
+        if self._sessions == 1:
+            if self.settings.greeting:
+                actions.append(self._request_response(self.settings.greeting))
+        elif outage is not None:
+            self._counters.upstream_restores += 1
+            record = UpstreamRestored(
+                gap_ms=round((now - outage.lost_at) * 1000.0, 1),
+                attempts=outage.attempts,
+                replayed_items=len(replay),
+                resumed_reply=resume or redo,
+                answered_turn=owed,
+            )
+            actions.append(report("INFO", record))
+            if resume:
+                actions.append(self._request_response(_resume_instructions(outage.cut_text)))
+            elif redo:
+                heard_nothing = self._counters.audio_ms_sent == 0
+                greeting = self.settings.greeting if heard_nothing else None
+                actions.append(self._request_response(greeting))
+        # A deferred request (a note's) waits for the end of a resumed reply, if one was asked.
+        if owed or (not (resume or redo) and self._state.take_deferred()):
+            actions.append(self._request_response())
         return actions
 
     # -- Realtime events ------------------------------------------------------------------
 
     def on_realtime_event(self, ev: rt.RealtimeEvent, now: float) -> list[Action]:
         """One parsed Realtime server event (the OpenAI reader)."""
+        if isinstance(ev, rt.MalformedEvent):
+            self._garbage_run += 1
+            if self._garbage_run == GARBAGE_RUN_LIMIT:
+                detail = f"{GARBAGE_RUN_LIMIT} events in a row could not be parsed"
+                return [DropUpstream(CallEnd(EndReason.OPENAI_GARBAGE, detail))]
+        else:
+            self._garbage_run = 0
         if isinstance(ev, rt.AudioDelta) and ev.response_id in self._cancelled:
             # Late audio of a cancelled response: dropped and counted; it must not pass
             # through (and prime) the outbound resampler.
@@ -399,7 +654,7 @@ class CallCore:
         actions: list[Action] = []
         for converted in self._codec.outbound(ev):
             actions.extend(self._on_realtime(converted, now))
-        return self._wake_tools(actions)
+        return actions
 
     def _on_realtime(self, ev: rt.RealtimeEvent, now: float) -> list[Action]:
         match ev:
@@ -408,22 +663,31 @@ class CallCore:
             case rt.TranscriptDelta():
                 if ev.response_id in self._cancelled:
                     self._counters.late_transcripts_dropped += 1
-                elif self.settings.call_events:
-                    self._transcripts.on_delta(ev.item_id, ev.delta)
+                else:
+                    self._response_watch.event(ev.response_id, now)
+                    self._conversation.assistant_text(ev.item_id, ev.delta)
+                    if self.settings.call_events:
+                        self._transcripts.on_delta(ev.item_id, ev.delta)
                 return []
             case rt.SpeechStarted():
+                self._reply_watch.settle()
                 return self._on_speech_started(ev, now)
             case rt.SpeechStopped():
+                self._conversation.caller_turn(ev.item_id)
+                self._reply_watch.owe(now)
                 return self._on_speech_stopped(ev, now)
             case rt.ResponseCreated():
                 return self._on_response_created(ev, now)
             case rt.OutputItemAdded():
-                return self._on_output_item_added(ev)
+                return self._on_output_item_added(ev, now)
             case rt.FunctionCallDone():
                 cancelled = ev.response_id in self._cancelled
+                if not cancelled:
+                    self._response_watch.event(ev.response_id, now)
                 return self._tools.on_function_call(ev, self._moment(now), cancelled=cancelled)
             case rt.AudioDone():
                 if ev.response_id not in self._cancelled:
+                    self._response_watch.event(ev.response_id, now)
                     self.ledger.audio_done(ev.item_id)
                     return [WakeTx()]
                 return []
@@ -434,7 +698,7 @@ class CallCore:
             case rt.ErrorEvent():
                 return self._on_error(ev)
             case rt.SessionUpdated():
-                return self._on_session_updated(ev)
+                return self._on_session_updated(ev, now)
             case rt.SessionCreated():
                 return [Log("DEBUG", "SESSION_CREATED", f"upstream session {ev.session_id}")]
             case rt.ItemTruncated():
@@ -445,6 +709,8 @@ class CallCore:
                 settled = self._ai_transcript_done(ev)
                 if ev.response_id in self._cancelled:
                     return settled
+                self._response_watch.event(ev.response_id, now)
+                self._conversation.assistant_said(ev.item_id, ev.transcript)
                 return [
                     Log(
                         self._transcript_level,
@@ -483,6 +749,12 @@ class CallCore:
             return []
         counters.audio_deltas += 1
         counters.audio_ms_received += len(ev.audio) // BYTES_PER_MS
+        self._reply_watch.settle()
+        self._response_watch.event(ev.response_id, now)
+        if self._hold_queued:
+            # The model speaks again: what is left of the hold phrase is not played.
+            self.ledger.drop_queued_items(LOCAL_ITEM_PREFIX)
+            self._hold_queued = False
         active = self._state.active
         if active is not None and active.response_id == ev.response_id:
             active.audio_bytes += len(ev.audio)
@@ -497,12 +769,17 @@ class CallCore:
             ]
         return [WakeTx()]
 
-    def _on_output_item_added(self, ev: rt.OutputItemAdded) -> list[Action]:
+    def _on_output_item_added(self, ev: rt.OutputItemAdded, now: float) -> list[Action]:
+        if ev.item_type == "function_call":
+            # The model answers the turn by acting; the tool's own filler covers the wait.
+            self._reply_watch.settle()
         if ev.role != "assistant" or ev.item_type != "message":
             return []
         if ev.response_id in self._cancelled:
             self._late_items.setdefault(ev.response_id, []).append(ev.item_id)
         else:
+            self._response_watch.event(ev.response_id, now)
+            self._conversation.assistant_item(ev.item_id)
             self.ledger.track_item(ev.response_id, ev.item_id)
         return []
 
@@ -521,11 +798,14 @@ class CallCore:
                 ),
             ]
         self._counters.responses += 1
+        self._response_watch.active(ev.response_id, now)
         self._tools.on_response_created(ev.response_id, ev.metadata.get("bridge_request"))
         return [Log("DEBUG", "RESPONSE_CREATED", ev.response_id)]
 
     def _on_response_done(self, ev: rt.ResponseDone, now: float) -> list[Action]:
         actions: list[Action] = []
+        if ev.response_id == self._response_watch.response_id:
+            self._response_watch.done()
         active = self._state.done(ev.response_id)
         if active is not None:
             first_ms = (
@@ -569,6 +849,7 @@ class CallCore:
         ]
 
     def _on_input_transcript(self, ev: rt.InputTranscript) -> list[Action]:
+        self._conversation.caller_said(ev.item_id, ev.transcript)
         released, discarded = self._notes.on_caller_transcript(ev.transcript)
         actions: list[Action] = [
             Log(self._transcript_level, "CALLER_SAID", repr(ev.transcript), {"item_id": ev.item_id})
@@ -610,40 +891,98 @@ class CallCore:
     # -- TX writer ------------------------------------------------------------------------
 
     def tx_poll(self, now: float) -> TxDecision:
-        """What the TX writer should do at ``now``: send one frame, wait, or idle."""
+        """What the TX writer should do at ``now``: send (a frame, or a mark owed), wait,
+        or idle."""
         if self._state.floor is Floor.HELD:
             return TxIdle()
-        frame = self.ledger.peek_frame()
-        if frame is None:
+        owed = self.ledger.take_due_mark()
+        if owed is not None:
+            return TxSend((twilio.mark_message(self.stream_sid, str(owed)),), None)
+        # One message: the head item's queued audio, up to the message size. It goes when
+        # Twilio has room for all of it, so Twilio holds between lead - message and lead.
+        message_bytes = min(self.settings.frame_ms, self.settings.lead_ms) * BYTES_PER_MS
+        size = self.ledger.head_run_bytes(message_bytes)
+        if size == 0:
             return TxIdle()
-        frame_ms = len(frame.payload) / BYTES_PER_MS
+        frame_ms = size / BYTES_PER_MS
         ready_at = self._pacer.ready_at(now, frame_ms)
         if ready_at > now:
             return TxWait(ready_at)
-        self.ledger.pop_frame()
+        frame = self.ledger.take_message(size)
         self._gate.note_playout(frame.payload, self._pacer.play_start_for_next(now))
         mark = self.ledger.on_sent(frame, now)
         self._pacer.on_sent(now, frame_ms)
         self._counters.frames_out += 1
         self._counters.audio_ms_sent += len(frame.payload) // BYTES_PER_MS
-        return TxSend(
-            media=twilio.media_message(self.stream_sid, frame.payload),
-            mark=twilio.mark_message(self.stream_sid, str(mark)),
-            frame=frame,
-        )
+        media = twilio.media_message(self.stream_sid, frame.payload)
+        if mark is None:
+            return TxSend((media,), frame)
+        return TxSend((media, twilio.mark_message(self.stream_sid, str(mark))), frame)
 
     def next_deadline(self) -> float | None:
         """Trio time of the next timer the core needs (:meth:`on_timer`), if any."""
+        deadlines = [
+            self._reply_watch.deadline(),
+            self._response_watch.deadline(),
+            self._media_watch.deadline(),
+            self.tools_deadline(),
+        ]
         duck = self._state.duck_state
         if duck is not None:
-            return duck.started_at + self.settings.confirm_window_ms / 1000.0
-        return None
+            deadlines.append(duck.started_at + self.settings.confirm_window_ms / 1000.0)
+        if self._outage is not None:
+            deadlines.append(self._outage.comfort_at)
+        return min((d for d in deadlines if d is not None), default=None)
 
-    def on_timer(self, now: float) -> list[LocalAction]:
+    def on_timer(self, now: float) -> list[Action]:
+        """Whatever of the call's timers is due at ``now`` (see :mod:`bridge.core.watchdogs`)."""
         self._cancelled.expire(now)
+        actions: list[Action] = []
         duck = self._state.duck_state
-        if duck is None or now < duck.started_at + self.settings.confirm_window_ms / 1000.0:
-            return []
+        if duck is not None and now >= duck.started_at + self.settings.confirm_window_ms / 1000.0:
+            actions += self._resume_held(duck)
+        outage = self._outage
+        if outage is not None and outage.comfort_due(now):
+            if outage.cues == 1:
+                comfort = self._play_hold_phrase("the upstream is healing")
+            else:
+                comfort = self._play_local("cue", self.settings.comfort_cue)
+                if comfort:
+                    self._counters.comfort_cues += 1
+            actions += comfort
+            if comfort:
+                # Again once this has played and the line has been quiet for a while.
+                play_end = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000
+                outage.comfort_at = play_end + CUE_QUIET_S
+        match self._reply_watch.due(now):
+            case ReplyDue.NUDGE if self.session_ready and self._state.may_create_response:
+                self._counters.reply_nudges += 1
+                actions.append(Log("INFO", "REPLY_NUDGE", "no reply started: asking again"))
+                actions.append(self._request_response())
+            case ReplyDue.HOLD_PHRASE if not self.ai_speaking and outage is None:
+                actions += self._play_hold_phrase("the reply is late")
+            case _:
+                pass  # nothing due, or the turn moved on meanwhile
+        if self._response_watch.stalled(now):
+            detail = f"no event of the response for {RESPONSE_STALL_S:g} s"
+            actions.append(DropUpstream(CallEnd(EndReason.OPENAI_RESPONSE_STALL, detail)))
+        match self._media_watch.due(now):
+            case MediaDue.STALL:
+                self._counters.media_stalls += 1
+                actions.append(
+                    Log("WARNING", "TWILIO_MEDIA_STALL", f"no caller media for {MEDIA_STALL_S:g} s")
+                )
+            case MediaDue.TIMEOUT:
+                detail = f"no caller media for {self.settings.media_timeout_s:g} s"
+                actions.append(EndCall(CallEnd(EndReason.TWILIO_MEDIA_TIMEOUT, detail)))
+            case None:
+                pass
+        tools_at = self.tools_deadline()
+        if tools_at is not None and now >= tools_at:
+            actions += self.on_tools_timer(now)
+        return actions
+
+    def _resume_held(self, duck: Duck) -> list[Action]:
         # No server confirmation: a cough, a door, an "mm-hm". Resume where playout stopped.
         self._state.resume()
         self.ledger.resume(list(duck.held))
@@ -653,6 +992,26 @@ class CallCore:
             WakeTx(),
             report("INFO", BargeInResumed(self.settings.confirm_window_ms, held_ms)),
         ]
+
+    def _play_hold_phrase(self, why: str) -> list[Action]:
+        """Queue the hold phrase as audio of the bridge's own (never truncated upstream)."""
+        actions = self._play_local("hold", self.settings.hold_audio)
+        if not actions:
+            return []
+        self._counters.hold_phrases += 1
+        return [*actions, Log("INFO", "HOLD_PHRASE", f"the caller hears the hold phrase: {why}")]
+
+    def _play_local(self, kind: str, audio: bytes) -> list[Action]:
+        """Queue ``audio`` as an item of the bridge's own (``local_<kind>_<n>``); it is
+        dropped unplayed as soon as the model speaks again."""
+        if not audio:
+            return []
+        self._holds += 1
+        item_id = f"{LOCAL_ITEM_PREFIX}{kind}_{self._holds}"
+        self.ledger.add_audio(f"{LOCAL_ITEM_PREFIX}response", item_id, audio)
+        self.ledger.audio_done(item_id)
+        self._hold_queued = True
+        return [WakeTx()]
 
     def on_clear_written(self, now: float) -> None:
         """A barge-in's Twilio ``clear`` was written at Trio time ``now``."""
@@ -694,9 +1053,9 @@ class CallCore:
     ) -> BargeIn:
         """The hard barge-in: clear, flush, cancel, truncate/delete, drop late audio.
 
-    It is triggered by the server's ``speech_started`` (directly, or confirming a local
-    one), so the server has already cancelled the active response when ``interrupt_response``
-    is on (the default): the bridge then sends no ``response.cancel`` of its own."""
+        It is triggered by the server's ``speech_started`` (directly, or confirming a local
+        one), so the server has already cancelled the active response when ``interrupt_response``
+        is on (the default): the bridge then sends no ``response.cancel`` of its own."""
         clear: str | None = None
         unplayed_ms = 0
         flushed = self.ledger.flush_queue()
@@ -726,7 +1085,18 @@ class CallCore:
         for item in list(self.ledger.items.values()):
             heard_ms = self.ledger.heard_bytes(item.item_id, now) // BYTES_PER_MS
             fully_heard = item.audio_done and heard_ms * BYTES_PER_MS >= item.received_bytes
+            if item.item_id.startswith(LOCAL_ITEM_PREFIX) or item.item_id in self._foreign_items:
+                # Not in this session's conversation: nothing to tell the model.
+                if not fully_heard and item.received_bytes:
+                    self._conversation.assistant_cut(
+                        item.item_id, heard_ms * BYTES_PER_MS / item.received_bytes
+                    )
+                self.ledger.finalize(item.item_id)
+                continue
             if not fully_heard:
+                self._conversation.assistant_cut(
+                    item.item_id, heard_ms * BYTES_PER_MS / max(1, item.received_bytes)
+                )
                 if heard_ms >= 1:
                     truncations.append(Truncation(item.item_id, heard_ms, item.received_ms))
                     upstream.append(
@@ -760,7 +1130,7 @@ class CallCore:
             truncations=tuple(truncations),
             deleted_item_ids=tuple(deleted),
             held=False,
-            caller_speech_ms=self._gate.input_clock.to_twilio_ms(audio_start_ms),
+            caller_speech_ms=self._input_clock.to_twilio_ms(audio_start_ms),
         )
 
     # -- application notes ----------------------------------------------------------------
@@ -783,6 +1153,12 @@ class CallCore:
         )
         if disposition is NoteDisposition.HOLD:
             return [Log("INFO", "NOTE_HELD", "note waits for the caller's confirmation")]
+        self._conversation.note(note.text)
+        if not self.session_ready:
+            # The next session gets it with the conversation (see _take_over).
+            if disposition is NoteDisposition.SEND_AND_RESPOND:
+                self._state.defer()
+            return [Log("INFO", "NOTE_QUEUED", "no session is ready: the note goes to the next")]
         actions: list[Action] = [SendUpstream(SystemMessage(self._event_id("note"), note.text))]
         self._counters.notes_sent += 1
         if disposition is NoteDisposition.SEND_SILENTLY:
@@ -809,12 +1185,6 @@ class CallCore:
             unplayed_ms=self.ledger.queued_ms() + in_flight // BYTES_PER_MS,
         )
 
-    def _wake_tools(self, actions: list[Action]) -> list[Action]:
-        """``actions``, then a wake-up for the link's timer if a tool deadline appeared."""
-        if self._tools.take_wake():
-            actions.append(ToApp(WakeTools()))
-        return actions
-
     def _emit(self, event: Transcript | BargeInHappened) -> ToApp:
         return ToApp(EmitEvent(event))
 
@@ -832,7 +1202,7 @@ class CallCore:
 
     def on_tool_result(self, call_id: str, result: ToolResult, now: float) -> list[Action]:
         """The application link's outcome of a :class:`~bridge.core.app_work.RunTool`."""
-        return self._wake_tools(self._tools.on_result(call_id, result, self._moment(now)))
+        return self._tools.on_result(call_id, result, self._moment(now))
 
     def on_exit_result(self, call_id: str, ok: bool, detail: str, now: float) -> list[Action]:
         """The REST work of an exit is done (:class:`~bridge.core.app_work.RunExit`)."""
@@ -840,13 +1210,15 @@ class CallCore:
         if note is not None:
             # A failed transfer is spoken, under the notes' rules (never after a barge-in).
             actions += self.submit_note(note, respond=True, awaits_confirmation=False, epoch=epoch)
-        return self._wake_tools(actions)
+        return actions
 
-    def tools_deadline(self, now: float) -> float | None:
-        """Trio time of the next tool timer (filler, exit cap), if any."""
-        return self._tools.deadline(self._moment(now))
+    def tools_deadline(self) -> float | None:
+        """Trio time (s) of the next tool timer (filler, exit cap), if any: one of the
+        deadlines of :meth:`next_deadline`."""
+        return self._tools.deadline(self.ledger.last_ack_at)
 
     def on_tools_timer(self, now: float) -> list[Action]:
+        """The tool timers due at ``now`` (the part of :meth:`on_timer` that is theirs)."""
         return self._tools.on_timer(self._moment(now))
 
     def _tools_on_response_done(

@@ -25,6 +25,8 @@ class EndReason(Enum):
     """The Twilio WebSocket closed or dropped without a ``stop``."""
     TWILIO_DISCONNECTED_BEFORE_START = "twilio_disconnected_before_start"
     TWILIO_START_TIMEOUT = "twilio_start_timeout"
+    TWILIO_MEDIA_TIMEOUT = "twilio_media_timeout"
+    """Twilio's socket stayed open but no caller audio came for ``BRIDGE_MEDIA_TIMEOUT_S``."""
     TWILIO_MEDIA_FORMAT = "twilio_media_format_unsupported"
     """The stream's ``start`` announced audio other than μ-law 8000 Hz mono."""
     OPENAI_CLOSED = "openai_closed"
@@ -32,6 +34,12 @@ class EndReason(Enum):
     OPENAI_SESSION_TIMEOUT = "openai_session_timeout"
     OPENAI_STALL = "openai_stall"
     """A ping went unanswered: the peer is gone or wedged, so closing it gets no grace."""
+    OPENAI_RESPONSE_STALL = "openai_response_stall"
+    """A response stopped streaming mid-way: the session is given up like a lost one."""
+    OPENAI_GARBAGE = "openai_garbage"
+    """The session sent nothing but events that cannot be parsed, many in a row."""
+    OPENAI_LOST = "openai_lost"
+    """The upstream was lost and the reconnect budget is spent: the fallback plays."""
     SESSION_UPDATE_REJECTED = "session_update_rejected"
     SESSION_FORMAT_MISMATCH = "session_format_mismatch"
     SESSION_FORMAT_CHANGED = "session_format_changed"
@@ -51,6 +59,18 @@ class EndReason(Enum):
         return self in (EndReason.TWILIO_STOP, EndReason.END_CALL, EndReason.TRANSFERRED)
 
     @property
+    def upstream_can_heal(self) -> bool:
+        """A lost session of this kind is replaced by a new one (within the budget)."""
+        return self in (
+            EndReason.OPENAI_CLOSED,
+            EndReason.OPENAI_STALL,
+            EndReason.OPENAI_RESPONSE_STALL,
+            EndReason.OPENAI_HANDSHAKE_FAILED,
+            EndReason.OPENAI_SESSION_TIMEOUT,
+            EndReason.OPENAI_GARBAGE,
+        )
+
+    @property
     def upstream_can_take_audio(self) -> bool:
         """The call ends for a reason on the caller's side (or the bridge's): the upstream
         session is still fine, so caller audio not yet sent can be, before it is closed."""
@@ -67,7 +87,7 @@ class EndReason(Enum):
     @property
     def upstream_is_stalled(self) -> bool:
         """The upstream peer stopped answering: do not wait for its close handshake."""
-        return self is EndReason.OPENAI_STALL
+        return self in (EndReason.OPENAI_STALL, EndReason.OPENAI_RESPONSE_STALL)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,8 @@ judgement (level, learned noise floor, voice, echo-aware onset) drives both uses
 
 * **the gate**: frames judged noise reach the model as μ-law silence of the same length,
   never dropped, so the upstream input-audio clock stays equal to the caller's and every
-  ``audio_start_ms``/``audio_end_ms`` maps back exactly
-  (:class:`bridge.core.inputclock.InputClock`, which this stage keeps).
+  ``audio_start_ms``/``audio_end_ms`` maps back exactly (each released frame keeps its
+  caller timestamp for :class:`bridge.core.inputclock.InputClock`).
   While ``barge_in_active`` is set, and within the prefix window before detected voice,
   every frame passes as is. ``BRIDGE_AUDIO_GATE=off`` passes everything untouched.
 * **the local fast barge-in**: an onset not explained by our own outbound audio (the echo
@@ -28,18 +28,24 @@ from bridge.audio import mulaw
 from bridge.audio.analyzer import AnalyzerSettings, InboundAnalyzer
 from bridge.core.actions import Log
 from bridge.core.inboundgap import InboundGapFiller
-from bridge.core.inputclock import InputClock
-from bridge.core.playout import BYTES_PER_MS
 from bridge.core.stats import CallCounters
 from bridge.core.twilio import Media
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    audio: bytes
+    """μ-law, the frame itself or the same length of silence."""
+    timestamp_ms: int
+    """Where it sits on the caller's clock (Twilio ``media.timestamp``)."""
 
 
 @dataclass(slots=True)
 class GateResult:
     """What one caller frame produced."""
 
-    released: list[bytes] = field(default_factory=list)
-    """μ-law audio to append upstream now, in order (frames and stand-in silence)."""
+    released: list[Released] = field(default_factory=list)
+    """Audio to append upstream now, in order (frames and stand-in silence)."""
     onset: bool = False
     """The caller started speaking, and it is not our own echo."""
     logs: list[Log] = field(default_factory=list)
@@ -60,7 +66,6 @@ class GateStage:
         "_gaps",
         "_pending",
         "floor_dbfs",
-        "input_clock",
         "voice",
     )
 
@@ -80,11 +85,16 @@ class GateStage:
         """Frames given to the analyzer and not yet released (at most the prefix window)."""
         self._caller_ms = 0.0
         self._caller_ms_at: float | None = None
-        self.input_clock = InputClock()
         self.voice = False
         """The analyzer's sustained voice decision after the latest frame."""
         self.floor_dbfs: float | None = None
         """The caller's learned noise floor after the latest frame, dBFS."""
+
+    @property
+    def closed(self) -> bool:
+        """The gate is holding: the caller has been quiet for longer than the turn-end
+        window and no barge-in is active, so no turn is timing on the audio it releases."""
+        return self._analyzer.gate.closed
 
     def note_caller_time(self, timestamp_ms: int, now: float) -> None:
         self._caller_ms, self._caller_ms_at = float(timestamp_ms), now
@@ -146,7 +156,7 @@ class GateStage:
         self._release(judged.release, result)
         return result
 
-    def flush(self) -> list[bytes]:
+    def flush(self) -> list[Released]:
         """End of the caller's stream: what the hold still keeps, as silence (it was never
         followed by voice), accounted like any release."""
         result = GateResult()
@@ -161,6 +171,4 @@ class GateStage:
             source = self._pending.popleft()
             if audio != source.payload:
                 counters.frames_gated += 1
-            counters.frames_upstream += 1
-            self.input_clock.on_appended(source.timestamp_ms, len(audio) / BYTES_PER_MS)
-        result.released.extend(audio_frames)
+            result.released.append(Released(audio, source.timestamp_ms))

@@ -1,20 +1,35 @@
 """Playout accounting: what the caller has actually heard, and pacing toward Twilio.
 
 **Queue and frames.** AI audio (μ-law, 8 bytes/ms) is re-framed per assistant item into
-frames of ``frame_bytes`` (a frame never spans two items) and queued locally. The TX writer
-sends a frame and then a ``mark`` named ``g<generation>:m<seq>:<item_id>``
-(:mod:`bridge.core.marks`). A frame is *in flight* from its send until its mark echoes.
+frames of ``frame_bytes`` (:data:`QUEUE_FRAME_MS`; a frame never spans two items) and queued
+locally. The TX writer sends *messages*: consecutive frames of one item merged, as many as
+the pacer has room for, up to the message size; some are followed by a ``mark`` named
+``g<generation>:m<seq>:<item_id>`` (:mod:`bridge.core.marks`). Small frames keep the start
+of a reply from waiting for a whole message of audio; merged messages keep the message
+count down once audio is queued. A message is *in flight* from its send until a mark at or
+after it echoes (below, "frame" means what was sent as one message).
+
+**Mark policy.** A frame gets a mark when it is the first frame of its item or the first
+after a ``clear``, when :data:`MARK_INTERVAL_MS` of audio was sent since the last mark, and
+when it is the last frame of its item (if the item's end is only known after its last frame
+was sent, that mark is sent on its own then). So Twilio echoes about five marks a second
+instead of one per frame (each a message both ways), every item's start and end are still
+confirmed by Twilio itself, and every frame lies after a mark of its own item, which lets a
+listener tell which item any audio it played belongs to.
 
 **Heard rule.** Twilio echoes a mark when playback passes it, so an echoed mark of the
-current generation means its frame was played in full: ``heard_bytes(item)`` becomes the
-end offset of that frame in the item. Marks echoed because of a ``clear`` carry an older
-generation (the generation is bumped at every clear) and are never counted as played.
-Between echoes, the frame at the head of the in-flight queue is playing: it started at
-``max(last echo, its send time)`` and ``8 × elapsed ms`` bytes of it are counted, capped at
-its length. At a ``clear`` that partial count is frozen into the item. The heard position
-is therefore never more than what was received for the item, and its error is at most one
-frame (the partial estimate is off by the mark echo's network delay, which shortens the
-estimate: the model may repeat a few words rather than assume words the caller never heard).
+current generation means its frame, and every frame before it, was played in full:
+``heard_bytes(item)`` becomes the end offset of that frame in the item. Marks echoed because
+of a ``clear`` carry an older generation (the generation is bumped at every clear) and are
+never counted as played. Past the last echo, the frames in flight are played by the clock:
+back to back from the last echo, none before it was sent (Twilio plays 8000 bytes per
+second and waits when its buffer is empty), each capped at its length. At a ``clear`` that
+estimate is frozen into the items. The heard position is therefore never more than what was
+received for the item. Between echoes it is off by the network delay of the frames (the
+estimate runs ahead of Twilio by its one-way delay until the first echo of a burst, and
+behind by the echo's return delay after it: a few ms on a good path, measured by
+``bench/bargein``), and an underrun the clock does not see (a frame delayed in transit)
+makes it run ahead by that delay at most until the next echo.
 
 **Pacing.** :class:`Pacer` keeps Twilio's buffer only ``lead_ms`` ahead of real time, so a
 barge-in leaves at most ``lead_ms`` of unplayed audio at Twilio even before the ``clear``
@@ -23,6 +38,7 @@ lands, and the local flush drops the rest.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,6 +47,10 @@ from bridge.core.marks import MarkName, parse_mark_name
 
 BYTES_PER_MS = 8
 BYTES_PER_S = 8000
+QUEUE_FRAME_MS = 20
+"""The unit the local queue is cut in, ms: the least audio that can go out alone."""
+MARK_INTERVAL_MS = 200
+"""At most this much audio is sent between two marks, ms."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +69,8 @@ class OutboundFrame:
 @dataclass(frozen=True, slots=True)
 class SentFrame:
     frame: OutboundFrame
-    mark: MarkName
+    mark: MarkName | None
+    """The mark sent right after the frame, if it got one."""
     sent_at: float
     """Trio time (s) the frame was handed to Twilio."""
 
@@ -120,6 +141,12 @@ class PlayoutLedger:
     generation: int = 0
     next_seq: int = 0
     last_ack_at: float | None = None
+    unmarked_bytes: int = 0
+    """Audio sent since the last mark."""
+    mark_due: bool = False
+    """The last frame in flight ended its item but went without a mark: send one now."""
+    mark_next: bool = True
+    """The next frame sent gets a mark (the first since a ``clear``)."""
     queue: deque[OutboundFrame] = field(default_factory=deque)
     in_flight: deque[SentFrame] = field(default_factory=deque)
     items: dict[str, ItemPlayout] = field(default_factory=dict)
@@ -158,6 +185,10 @@ class PlayoutLedger:
         if tail:
             offset = item.received_bytes - len(tail)
             self.queue.append(OutboundFrame(item.response_id, item_id, bytes(tail), offset))
+        elif self.in_flight and not any(f.item_id == item_id for f in self.queue):
+            last = self.in_flight[-1]
+            if last.mark is None and last.frame.item_id == item_id:
+                self.mark_due = True  # its last frame already went without a mark
         self._retire_if_heard(item)
 
     def _item(self, response_id: str, item_id: str) -> ItemPlayout:
@@ -176,16 +207,69 @@ class PlayoutLedger:
 
     # -- sending and echoes ---------------------------------------------------------------
 
-    def pop_frame(self) -> OutboundFrame | None:
-        return self.queue.popleft() if self.queue else None
+    def head_run_bytes(self, limit: int) -> int:
+        """Bytes queued at the head that one message can carry (one item, contiguous), at
+        most ``limit`` but never less than the head frame."""
+        total = 0
+        previous: OutboundFrame | None = None
+        for frame in self.queue:
+            contiguous = previous is None or (
+                frame.item_id == previous.item_id and frame.item_offset == previous.end_offset
+            )
+            if not contiguous or (previous is not None and total + len(frame.payload) > limit):
+                break
+            total += len(frame.payload)
+            previous = frame
+        return total
 
-    def peek_frame(self) -> OutboundFrame | None:
-        return self.queue[0] if self.queue else None
+    def take_message(self, size: int) -> OutboundFrame:
+        """The head frames merged into one message of ``size`` bytes (from
+        :meth:`head_run_bytes`)."""
+        first = self.queue.popleft()
+        parts = [first.payload]
+        taken = len(first.payload)
+        while taken < size:
+            frame = self.queue.popleft()
+            parts.append(frame.payload)
+            taken += len(frame.payload)
+        if len(parts) == 1:
+            return first
+        return OutboundFrame(first.response_id, first.item_id, b"".join(parts), first.item_offset)
 
-    def on_sent(self, frame: OutboundFrame, now: float) -> MarkName:
-        mark = MarkName(self.generation, self.next_seq, frame.item_id)
-        self.next_seq += 1
+    def on_sent(self, frame: OutboundFrame, now: float) -> MarkName | None:
+        """Record a frame handed to Twilio at ``now``; the mark to send after it, if any
+        (see the mark policy in the module docstring)."""
+        self.unmarked_bytes += len(frame.payload)
+        item = self.items.get(frame.item_id)
+        ends_item = item is not None and item.audio_done and frame.end_offset >= item.received_bytes
+        mark = None
+        if (
+            self.mark_next
+            or frame.item_offset == 0
+            or ends_item
+            or self.unmarked_bytes >= MARK_INTERVAL_MS * BYTES_PER_MS
+        ):
+            mark = self._new_mark(frame.item_id)
         self.in_flight.append(SentFrame(frame, mark, now))
+        return mark
+
+    def take_due_mark(self) -> MarkName | None:
+        """The mark owed to the last frame in flight (its item ended after it was sent)."""
+        if not self.mark_due:
+            return None
+        self.mark_due = False
+        if not self.in_flight or self.in_flight[-1].mark is not None:
+            return None
+        last = self.in_flight.pop()
+        mark = self._new_mark(last.frame.item_id)
+        self.in_flight.append(SentFrame(last.frame, mark, last.sent_at))
+        return mark
+
+    def _new_mark(self, item_id: str) -> MarkName:
+        mark = MarkName(self.generation, self.next_seq, item_id)
+        self.next_seq += 1
+        self.unmarked_bytes = 0
+        self.mark_next = False
         return mark
 
     def on_mark(self, name: str, now: float) -> MarkOutcome:
@@ -194,15 +278,15 @@ class PlayoutLedger:
             return MarkOutcome.UNKNOWN
         if mark.generation != self.generation:
             return MarkOutcome.CLEARED
-        if not any(sent.mark.seq == mark.seq for sent in self.in_flight):
+        if not any(sent.mark is not None and sent.mark.seq == mark.seq for sent in self.in_flight):
             return MarkOutcome.UNKNOWN
-        # Echoes arrive in buffer order; an earlier frame whose echo is missing was played too.
+        # Echoes arrive in buffer order: every frame up to the marked one was played.
         while self.in_flight:
             sent = self.in_flight.popleft()
             item = self.items.get(sent.frame.item_id)
             if item is not None:
                 item.heard_bytes = max(item.heard_bytes, sent.frame.end_offset)
-            if sent.mark.seq == mark.seq:
+            if sent.mark is not None and sent.mark.seq == mark.seq:
                 break
         self.last_ack_at = now
         for item in list(self.items.values()):
@@ -215,13 +299,22 @@ class PlayoutLedger:
 
     # -- what was heard -------------------------------------------------------------------
 
-    def _head_partial(self, now: float) -> tuple[SentFrame, int] | None:
-        if not self.in_flight:
-            return None
-        head = self.in_flight[0]
-        started = max(head.sent_at, self.last_ack_at if self.last_ack_at is not None else 0.0)
-        played = int((now - started) * BYTES_PER_S)
-        return head, max(0, min(len(head.frame.payload), played))
+    def _progress(self, now: float) -> list[tuple[SentFrame, int]]:
+        """Bytes of each frame in flight played by ``now`` (by the clock, past the last
+        echo), in order, up to the first frame not played in full."""
+        progress: list[tuple[SentFrame, int]] = []
+        clock = self.last_ack_at if self.last_ack_at is not None else -math.inf
+        for sent in self.in_flight:
+            length = len(sent.frame.payload)
+            started = max(clock, sent.sent_at)
+            # Rounded: the clock sums frame lengths, so a frame that ends exactly at `now`
+            # must not come out a float rounding short of played.
+            played = max(0, min(length, round((now - started) * BYTES_PER_S)))
+            progress.append((sent, played))
+            if played < length:
+                break
+            clock = started + length / BYTES_PER_S
+        return progress
 
     def heard_bytes(self, item_id: str, now: float) -> int:
         """Bytes of the item the caller has heard by ``now``, at most what was received."""
@@ -229,9 +322,9 @@ class PlayoutLedger:
         if item is None:
             return 0
         heard = item.heard_bytes
-        head = self._head_partial(now)
-        if head is not None and head[0].frame.item_id == item_id:
-            heard = max(heard, head[0].frame.item_offset + head[1])
+        for sent, played in self._progress(now):
+            if sent.frame.item_id == item_id:
+                heard = max(heard, sent.frame.item_offset + played)
         return min(heard, item.received_bytes)
 
     @property
@@ -251,14 +344,15 @@ class PlayoutLedger:
     def clear(self, now: float) -> ClearResult:
         """Twilio ``clear`` was decided at ``now``: freeze heard positions, bump generation."""
         unplayed: list[OutboundFrame] = []
-        head = self._head_partial(now)
-        if head is not None:
-            sent, played = head
+        progress = self._progress(now)
+        for sent, played in progress:
             item = self.items.get(sent.frame.item_id)
             if item is not None:
                 item.heard_bytes = max(item.heard_bytes, sent.frame.item_offset + played)
-            if played < len(sent.frame.payload):
-                frame = sent.frame
+        if progress:
+            sent, played = progress[-1]
+            frame = sent.frame
+            if played < len(frame.payload):
                 unplayed.append(
                     OutboundFrame(
                         frame.response_id,
@@ -267,10 +361,13 @@ class PlayoutLedger:
                         frame.item_offset + played,
                     )
                 )
-            unplayed.extend(s.frame for s in list(self.in_flight)[1:])
+            unplayed.extend(s.frame for s in list(self.in_flight)[len(progress) :])
         self.in_flight.clear()
         self.generation += 1
         self.last_ack_at = None
+        self.unmarked_bytes = 0
+        self.mark_due = False
+        self.mark_next = True
         return ClearResult(self.generation, tuple(unplayed))
 
     def flush_queue(self) -> list[OutboundFrame]:
@@ -298,6 +395,15 @@ class PlayoutLedger:
     def resume(self, held: list[OutboundFrame]) -> None:
         """Put held frames back at the front of the queue, in order."""
         self.queue.extendleft(reversed(held))
+
+    def drop_queued_items(self, prefix: str) -> int:
+        """Drop the queued (not yet sent) audio of every item whose id starts with
+        ``prefix``; returns the frames dropped."""
+        kept = [f for f in self.queue if not f.item_id.startswith(prefix)]
+        dropped = len(self.queue) - len(kept)
+        if dropped:
+            self.queue = deque(kept)
+        return dropped
 
     def finalize(self, item_id: str) -> None:
         """Forget an item (truncated or deleted upstream)."""

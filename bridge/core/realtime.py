@@ -11,12 +11,13 @@ Only the GA shapes exist here: the beta interface is shut down (``beta_api_shape
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
+import pybase64
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +249,7 @@ def _parse(event_type: str, msg: Mapping[str, Any]) -> RealtimeEvent:
     match event_type:
         case "response.output_audio.delta":
             try:
-                audio = base64.b64decode(_str(msg, "delta"), validate=True)
+                audio = pybase64.b64decode(_str(msg, "delta"), validate=True)
             except (binascii.Error, ValueError):
                 return MalformedEvent("audio delta is not valid base64")
             index = msg.get("content_index", 0)
@@ -335,8 +336,8 @@ def _parse(event_type: str, msg: Mapping[str, Any]) -> RealtimeEvent:
 def parse_realtime_event(data: str | bytes) -> RealtimeEvent:
     """Parse one WebSocket message from the Realtime API. Never raises."""
     try:
-        message = json.loads(data)
-    except (ValueError, RecursionError):
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
         return MalformedEvent("not JSON")
     if not isinstance(message, dict):
         return MalformedEvent("JSON is not an object")

@@ -12,10 +12,11 @@ shapes exist here: the beta interface is shut down (``beta_api_shape_disabled``)
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, assert_never
+
+import orjson
+import pybase64
 
 AudioFormatName = Literal["audio/pcmu", "audio/pcm"]
 
@@ -124,6 +125,18 @@ class SystemMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayMessage:
+    """A message of an earlier session, given to a new one as text (``conversation.item
+    .create``): the caller's words as ``input_text``, the AI's as ``output_text`` (assistant
+    audio cannot be created)."""
+
+    TYPE: ClassVar[str] = "conversation.item.create"
+    event_id: str
+    role: Literal["user", "assistant", "system"]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionCallOutput:
     """The output of one function call (``conversation.item.create`` of a
     ``function_call_output`` item); like any item, it does not start a response."""
@@ -143,6 +156,7 @@ ClientEvent = (
     | ItemTruncate
     | ItemDelete
     | SystemMessage
+    | ReplayMessage
     | FunctionCallOutput
 )
 
@@ -185,7 +199,7 @@ def _session_update(event: SessionUpdate) -> dict[str, Any]:
                 "type": "function",
                 "name": tool.name,
                 "description": tool.description,
-                "parameters": json.loads(tool.parameters),
+                "parameters": orjson.loads(tool.parameters),
             }
             for tool in settings.tools
         ]
@@ -219,15 +233,28 @@ def _system_message(event: SystemMessage) -> dict[str, Any]:
     }
 
 
+def _replay_message(event: ReplayMessage) -> dict[str, Any]:
+    content_type = "output_text" if event.role == "assistant" else "input_text"
+    return {
+        "type": event.TYPE,
+        "event_id": event.event_id,
+        "item": {
+            "type": "message",
+            "role": event.role,
+            "content": [{"type": content_type, "text": event.text}],
+        },
+    }
+
+
 def _dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(obj).decode()
 
 
 def encode(event: ClientEvent) -> str:
     """The JSON text frame of ``event``."""
     match event:
         case InputAudioAppend():
-            audio = base64.b64encode(event.audio).decode("ascii")
+            audio = pybase64.b64encode_as_string(event.audio)
             return f'{{"type":"input_audio_buffer.append","audio":"{audio}"}}'
         case SessionUpdate():
             return _dumps(_session_update(event))
@@ -253,6 +280,8 @@ def encode(event: ClientEvent) -> str:
             )
         case SystemMessage():
             return _dumps(_system_message(event))
+        case ReplayMessage():
+            return _dumps(_replay_message(event))
         case FunctionCallOutput():
             return _dumps(
                 {

@@ -260,6 +260,57 @@ class CallExitReport:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamLost:
+    """The Realtime session was lost; the call goes on and heals."""
+
+    TAG: ClassVar[str] = "UPSTREAM_LOST"
+    reason: str
+    """:class:`bridge.core.ending.EndReason` value."""
+    detail: str
+    mid_reply: bool
+
+    def text(self) -> str:
+        cut = " mid-reply" if self.mid_reply else ""
+        return f"reason={self.reason} {self.detail}{cut}; reconnecting".replace("  ", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRestored:
+    """A new session took over the conversation after a loss."""
+
+    TAG: ClassVar[str] = "UPSTREAM_RESTORED"
+    gap_ms: float
+    """Loss noticed → the new session confirmed, ms."""
+    attempts: int
+    replayed_items: int
+    resumed_reply: bool
+    """The AI was cut off mid-reply and was asked to say so and go on (or, if the caller
+    had heard none of it, to give that reply again)."""
+    answered_turn: bool
+    """The caller's turn ended during the gap: the new session was asked to answer it."""
+
+    def text(self) -> str:
+        resumed = ", resuming the cut reply" if self.resumed_reply else ""
+        if self.answered_turn:
+            resumed += ", answering the caller's turn"
+        return (
+            f"after {self.gap_ms:.0f} ms, {self.attempts} attempt(s), "
+            f"{self.replayed_items} item(s) replayed{resumed}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecycled:
+    """A session was replaced at a turn boundary before the service's session cap."""
+
+    TAG: ClassVar[str] = "SESSION_RECYCLED"
+    session_age_s: float
+
+    def text(self) -> str:
+        return f"session replaced at a turn boundary after {self.session_age_s:.0f} s"
+
+
+@dataclass(frozen=True, slots=True)
 class CallFinished:
     """The one ``CALL_END`` line of a call."""
 

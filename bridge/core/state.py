@@ -165,6 +165,19 @@ class ConversationState:
     def phase(self) -> SessionPhase:
         return self._phase
 
+    def lose(self) -> None:
+        """The upstream session is gone: what it was doing is over. Its active response and
+        the requests it never answered are dropped (a new session knows none of them), and
+        a barge-in it would have ended with ``speech_stopped`` gives the floor back (the new
+        session's VAD hears the caller afresh). A held local barge-in stays held: its own
+        timer resolves it."""
+        self.session(SessionEvent.LOST)
+        self.active = None
+        self._requests_in_flight.clear()
+        self._stale_requests.clear()
+        if self._floor is Floor.CALLER:
+            self._floor_event(FloorEvent.CALLER_STOPPED)
+
     def session(self, event: SessionEvent) -> SessionPhase:
         try:
             self._phase = _SESSION_TRANSITIONS[self._phase][event]

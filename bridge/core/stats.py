@@ -18,6 +18,7 @@ class CallCounters:
     frames_dropped_backlog: int = 0
     frames_gated: int = 0
     frames_upstream: int = 0
+    caller_audio_dropped_ms: int = 0
     inbound_gaps: int = 0
     inbound_gap_filled_ms: int = 0
     twilio_malformed: int = 0
@@ -56,6 +57,14 @@ class CallCounters:
     tool_fillers: int = 0
     events_emitted: int = 0
     events_dropped: int = 0
+    upstream_losses: int = 0
+    upstream_restores: int = 0
+    reconnect_attempts: int = 0
+    sessions_recycled: int = 0
+    hold_phrases: int = 0
+    comfort_cues: int = 0
+    reply_nudges: int = 0
+    media_stalls: int = 0
 
     def snapshot(self) -> CallStatistics:
         return CallStatistics(**dataclasses.asdict(self))
@@ -70,6 +79,9 @@ class CallStatistics:
     """Caller frames dropped, oldest first, because the gate stage fell a second behind."""
     frames_gated: int
     frames_upstream: int
+    caller_audio_dropped_ms: int
+    """Caller audio dropped (oldest first) while no session was ready for longer than the
+    bridge keeps it."""
     inbound_gaps: int
     inbound_gap_filled_ms: int
     twilio_malformed: int
@@ -115,6 +127,18 @@ class CallStatistics:
     events_emitted: int
     events_dropped: int
     """Call events dropped: the queue was full, or delivery failed after its retries."""
+    upstream_losses: int
+    upstream_restores: int
+    reconnect_attempts: int
+    """Upstream connections tried after the first (successful or not)."""
+    sessions_recycled: int
+    hold_phrases: int
+    """Times the caller heard the hold phrase (while healing, or a reply was late)."""
+    comfort_cues: int
+    """Soft cues played while a long outage healed, after its hold phrase."""
+    reply_nudges: int
+    media_stalls: int
+    """Times Twilio stopped sending caller media for more than 2 s."""
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

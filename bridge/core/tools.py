@@ -203,7 +203,6 @@ class ToolLedger:
         "_ids",
         "_responses_created",
         "_state",
-        "_wake",
         "caller_speaking",
         "catalog",
         "filler_s",
@@ -233,8 +232,6 @@ class ToolLedger:
         self._first_audio_s: list[float] = []
         self.caller_speaking = False
         """Between ``speech_started`` and ``speech_stopped``, whoever held the floor."""
-        self._wake = False
-        """A deadline may have appeared or moved earlier since :meth:`take_wake`."""
 
     # -- views ----------------------------------------------------------------------------
 
@@ -256,11 +253,6 @@ class ToolLedger:
         """How much earlier than the silence setting the filler is asked for."""
         measured = max(self._first_audio_s, default=DEFAULT_LEAD_S)
         return min(self.filler_s, measured + LEAD_MARGIN_S)
-
-    def take_wake(self) -> bool:
-        """Whether the link's timer must re-read :meth:`deadline` (once)."""
-        wake, self._wake = self._wake, False
-        return wake
 
     def outputs_pending(self) -> list[str]:
         return [c.call_id for c in self._calls.values() if not c.answered]
@@ -458,7 +450,6 @@ class ToolLedger:
     def on_response_done(self, response_id: str, audio_ms: int, m: Moment) -> list[Action]:
         batch = self._batches.get(response_id)
         if batch is not None and not batch.response_done:
-            self._wake = True  # a filler deadline
             batch.response_done = True
             batch.done_at = m.now
             batch.audio_ms = audio_ms
@@ -509,7 +500,6 @@ class ToolLedger:
                 # The calling response already spoke (its goodbye): wait for it to be heard.
                 exit_.phase = "heard"
                 exit_.deadline = m.now + m.unplayed_ms / 1000.0 + HEARD_GRACE_S
-                self._wake = True
                 return self._resolve(batch, "heard", m) + self._advance_exit(m)
             if not self._can_speak():
                 return []
@@ -522,7 +512,6 @@ class ToolLedger:
             )
             exit_.phase = "last_words"
             exit_.deadline = m.now + LAST_WORDS_CAP_S
-            self._wake = True
             return [*self._resolve(batch, "last_words", m), request]
         if not self._can_speak():
             return []
@@ -583,7 +572,6 @@ class ToolLedger:
         ):
             exit_.phase = "heard"
             exit_.deadline = m.now + m.unplayed_ms / 1000.0 + HEARD_GRACE_S
-            self._wake = True
         if exit_.phase != "heard":
             return []
         capped = exit_.deadline is not None and m.now >= exit_.deadline
@@ -646,10 +634,10 @@ class ToolLedger:
 
     # -- time -----------------------------------------------------------------------------
 
-    def _filler_at(self, batch: Batch, m: Moment) -> float | None:
+    def _filler_at(self, batch: Batch, last_heard_at: float | None) -> float | None:
         if (
-            self.filler_s <= 0
-            or batch.resolved
+            batch.resolved
+            or self.filler_s <= 0
             or not batch.response_done
             or batch.filler != "none"
             or batch.exit_call is not None
@@ -658,12 +646,18 @@ class ToolLedger:
         ):
             return None
         assert batch.done_at is not None
-        quiet_since = max(batch.done_at, m.last_heard_at or 0.0)
+        quiet_since = max(batch.done_at, last_heard_at or 0.0)
         at = quiet_since + self.filler_s - self.lead_s
         return max(at, batch.filler_not_before)
 
-    def deadline(self, m: Moment) -> float | None:
-        times = [t for b in self._batches.values() if (t := self._filler_at(b, m)) is not None]
+    def deadline(self, last_heard_at: float | None) -> float | None:
+        """Trio time (s) of the next filler or exit cap, if any (``last_heard_at``:
+        :attr:`Moment.last_heard_at`). Cheap: the core reads it after every event."""
+        times = [
+            at
+            for batch in self._batches.values()
+            if (at := self._filler_at(batch, last_heard_at)) is not None
+        ]
         exit_ = self._exit
         if exit_ is not None and exit_.deadline is not None:
             times.append(exit_.deadline)
@@ -672,7 +666,7 @@ class ToolLedger:
     def on_timer(self, m: Moment) -> list[Action]:
         actions: list[Action] = []
         for batch in list(self._batches.values()):
-            at = self._filler_at(batch, m)
+            at = self._filler_at(batch, m.last_heard_at)
             if at is None or m.now < at:
                 continue
             if self._responses_created > batch.created_seq_at_done:

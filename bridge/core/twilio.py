@@ -14,13 +14,14 @@ a ``streamSid`` validated at ``start``.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
+import pybase64
 
 _SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -152,7 +153,7 @@ def _parse_media(message: Mapping[str, Any]) -> Media | Malformed:
     if not isinstance(payload, str):
         return Malformed("media without a string payload")
     try:
-        audio = base64.b64decode(payload, validate=True)
+        audio = pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         return Malformed("media payload is not valid base64")
     timestamp = _int_field(media.get("timestamp"))
@@ -166,8 +167,8 @@ def parse_twilio_message(data: str | bytes) -> TwilioEvent:
     if isinstance(data, bytes):
         return Malformed("binary frame (Twilio sends JSON text frames only)")
     try:
-        message = json.loads(data)
-    except (ValueError, RecursionError):
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
         return Malformed("not JSON")
     if not isinstance(message, dict):
         return Malformed("JSON is not an object")
@@ -197,15 +198,13 @@ def parse_twilio_message(data: str | bytes) -> TwilioEvent:
 
 def media_message(stream_sid: str, payload: bytes) -> str:
     """Outbound ``media``: raw μ-law bytes (no file header), base64 in the JSON."""
-    audio = base64.b64encode(payload).decode("ascii")
+    audio = pybase64.b64encode_as_string(payload)
     return f'{{"event":"media","streamSid":"{stream_sid}","media":{{"payload":"{audio}"}}}}'
 
 
 def mark_message(stream_sid: str, name: str) -> str:
     """Outbound ``mark``: Twilio echoes it when playback passes it, or at ``clear``."""
-    return json.dumps(
-        {"event": "mark", "streamSid": stream_sid, "mark": {"name": name}}, separators=(",", ":")
-    )
+    return orjson.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}}).decode()
 
 
 def clear_message(stream_sid: str) -> str:

@@ -8,10 +8,9 @@ on an application.
 
 Channels, and what happens when they are full:
 
-* **work** (tool requests, cancels, exits, wake-ups), capacity ``2 × MAX_RUNNING + 4``: the
-  core never has more than :data:`bridge.core.tools.MAX_RUNNING` calls running (it answers
-  any more with an error output), so the channel cannot fill; a full one is a bug and raises.
-  A wake-up is only queued into an empty channel (any queued item wakes the task anyway).
+* **work** (tool requests, cancels, exits), capacity ``2 × MAX_RUNNING + 4``: the core never
+  has more than :data:`bridge.core.tools.MAX_RUNNING` calls running (it answers any more with
+  an error output), so the channel cannot fill; a full one is a bug and raises.
 * **events**, capacity :data:`EVENTS_QUEUE`: call events must never block the call, so a
   full queue drops the new event and counts it (``events_dropped``; the envelope's ``seq``
   has a gap the application can see). Delivery is in order, one at a time, each tried
@@ -38,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import socket
 import ssl
 import time
@@ -50,7 +48,7 @@ import trio
 from loguru import logger
 
 from bridge.core.actions import Action
-from bridge.core.app_work import AppWork, CancelTool, EmitEvent, RunExit, RunTool, WakeTools
+from bridge.core.app_work import AppWork, CancelTool, EmitEvent, RunExit, RunTool
 from bridge.core.appsign import SIGNATURE_HEADER, signature
 from bridge.core.call import CallCore
 from bridge.core.call_events import CallEnded, CallEvent, event_data
@@ -61,6 +59,8 @@ from bridge.logs import log_action, log_tagged
 from bridge.runtime.services import Services
 
 Execute = Callable[[Sequence[Action]], Awaitable[None]]
+Job = RunTool | CancelTool | RunExit
+"""The work the link's task does (call events have their own queue)."""
 
 WORK_QUEUE: Final = 2 * MAX_RUNNING + 4
 EVENTS_QUEUE: Final = 256
@@ -130,7 +130,7 @@ class AppLink:
     def __init__(self, services: Services, core: CallCore) -> None:
         self._services = services
         self._core = core
-        self._work_send, self._work_recv = trio.open_memory_channel[AppWork](WORK_QUEUE)
+        self._work_send, self._work_recv = trio.open_memory_channel[Job](WORK_QUEUE)
         self._events_send, self._events_recv = trio.open_memory_channel[dict[str, Any]](
             EVENTS_QUEUE
         )
@@ -147,9 +147,6 @@ class AppLink:
         match work:
             case EmitEvent(event=event):
                 self.emit(event)
-            case WakeTools():
-                if self._work_send.statistics().current_buffer_used == 0:
-                    self._work_send.send_nowait(work)
             case RunTool() | CancelTool() | RunExit():
                 # Cannot be full: the core caps the calls running (see the module docstring).
                 self._work_send.send_nowait(work)
@@ -180,25 +177,16 @@ class AppLink:
     # -- the link's task ------------------------------------------------------------------
 
     async def run(self, execute: Execute) -> None:
-        """Serve tool requests, exits, tool timers and event delivery until cancelled."""
+        """Serve tool requests, exits and event delivery until cancelled; ``execute`` runs
+        the core's actions for their outcomes (:func:`bridge.runtime.callio.execute`)."""
         async with _client() as client, trio.open_nursery() as nursery:
             if self._services.config.events_url is not None:
                 nursery.start_soon(self._deliver_events, client)
-            last_fired = -math.inf
-            while True:
-                now = trio.current_time()
-                deadline = self._core.tools_deadline(now)
-                if deadline is not None and deadline <= last_fired:
-                    deadline = last_fired + 0.01  # never spin on a deadline that did not move
-                with trio.move_on_at(math.inf if deadline is None else deadline):
-                    work = await self._work_recv.receive()
-                    self._start(work, client, nursery, execute)
-                    continue
-                last_fired = deadline if deadline is not None else last_fired
-                await execute(self._core.on_tools_timer(trio.current_time()))
+            async for work in self._work_recv:
+                self._start(work, client, nursery, execute)
 
     def _start(
-        self, work: AppWork, client: httpx.AsyncClient, nursery: trio.Nursery, execute: Execute
+        self, work: Job, client: httpx.AsyncClient, nursery: trio.Nursery, execute: Execute
     ) -> None:
         match work:
             case RunTool():
@@ -207,8 +195,6 @@ class AppLink:
                 nursery.start_soon(self._cancel_tool, client, work)
             case RunExit():
                 nursery.start_soon(self._run_exit, work, execute)
-            case WakeTools() | EmitEvent():
-                pass  # the loop re-reads the deadline
             case _:
                 assert_never(work)
 

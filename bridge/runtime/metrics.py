@@ -85,7 +85,43 @@ _SUMMED: tuple[tuple[str, str, str, float], ...] = (
         "events_dropped",
         1.0,
     ),
+    ("bridge_upstream_losses", "Realtime sessions lost mid-call.", "upstream_losses", 1.0),
+    (
+        "bridge_upstream_restores",
+        "Calls healed by a new Realtime session after a loss.",
+        "upstream_restores",
+        1.0,
+    ),
+    (
+        "bridge_reconnect_attempts",
+        "Realtime connections tried to heal a call.",
+        "reconnect_attempts",
+        1.0,
+    ),
+    (
+        "bridge_sessions_recycled",
+        "Realtime sessions replaced at a turn boundary before the service's cap.",
+        "sessions_recycled",
+        1.0,
+    ),
+    ("bridge_hold_phrases", "Times a caller heard the hold phrase.", "hold_phrases", 1.0),
+    (
+        "bridge_comfort_cues",
+        "Soft cues a caller heard while a long upstream outage healed.",
+        "comfort_cues",
+        1.0,
+    ),
+    ("bridge_reply_nudges", "Late replies the model was asked for again.", "reply_nudges", 1.0),
+    (
+        "bridge_media_stalls",
+        "Times Twilio stopped sending caller media for more than 2 s.",
+        "media_stalls",
+        1.0,
+    ),
 )
+
+RECOVERY_BUCKETS_S = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+"""Upstream recovery buckets, s: the target is 1.5 s at p95 after a close."""
 
 
 class Metrics:
@@ -97,6 +133,7 @@ class Metrics:
         "_calls_started",
         "_ended_totals",
         "_reaction",
+        "_recovery",
         "_rest_hangups",
         "registry",
     )
@@ -126,6 +163,12 @@ class Metrics:
             buckets=REACTION_BUCKETS_S,
             registry=self.registry,
         )
+        self._recovery = Histogram(
+            "bridge_upstream_recovery_seconds",
+            "Realtime session lost to a new one confirmed, s.",
+            buckets=RECOVERY_BUCKETS_S,
+            registry=self.registry,
+        )
         self._rest_hangups = Counter(
             "bridge_rest_hangups",
             "Twilio REST hang-ups tried, by outcome (ok, failed).",
@@ -142,6 +185,9 @@ class Metrics:
         self._barge_ins.labels(trigger=trigger).inc()
         if reaction_s is not None:
             self._reaction.observe(reaction_s)
+
+    def upstream_restored(self, gap_s: float) -> None:
+        self._recovery.observe(gap_s)
 
     def rest_hangup(self, ok: bool) -> None:
         self._rest_hangups.labels(outcome="ok" if ok else "failed").inc()

@@ -110,6 +110,11 @@ class CallRegistry:
             return self._active[call_sid]
         return next((h for h in reversed(self._recent) if h.call_sid == call_sid), None)
 
+    async def wait_until_idle(self) -> None:
+        """Until no call is live."""
+        while self._active:
+            await self._changed.wait()
+
     async def wait_for_call(self, call_sid: str) -> CallHandle:
         """The call with ``call_sid`` once it has started (live or recently ended)."""
         while (handle := self.get(call_sid)) is None:

@@ -1,4 +1,4 @@
-"""The bridge process: hypercorn's trio worker on one port.
+"""The bridge process: one port (:mod:`bridge.runtime.http`) for the webhook and the stream.
 
 :func:`run_bridge` is also the library entry point for Trio integration tests::
 
@@ -11,39 +11,32 @@ The runtime knows no simulator: the upstream is ``config.realtime_url`` (the rea
 default), or ``upstream_url`` when the caller of :func:`run_bridge` runs one of its own (the
 CLI and the demo start the embedded simulated upstream and pass its URL).
 
-Shutdown is graceful: ``/readyz`` turns 503, new streams are refused (1013), hypercorn
-stops accepting and gives open calls ``GRACEFUL_S``; calls still open then are cancelled,
-and each ends through its normal cleanup (``CALL_END reason=server_shutdown``).
+Shutdown is graceful: the port stays open while open calls get ``GRACEFUL_S`` to finish,
+``/readyz`` answers 503 and new media streams are refused with 503 (a load balancer drains,
+Twilio plays the fallback); calls still open then are cancelled, and each ends through its
+normal cleanup (``CALL_END reason=server_shutdown``).
 """
 
 from __future__ import annotations
 
-import logging
 import signal
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, cast
-from urllib.parse import urlsplit
 
 import httpx
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from bridge.config import BridgeConfig, ConfigError, check_together
 from bridge.core.records import BridgeReady, report
 from bridge.logs import log_action, log_tagged
 from bridge.runtime.app_link import own_base_url
-from bridge.runtime.asgi import BridgeApp
 from bridge.runtime.hangup import TwilioRest
+from bridge.runtime.http import HttpLimits, serve_http
 from bridge.runtime.registry import CallRegistry
+from bridge.runtime.routes import BridgeApp
 from bridge.runtime.services import Services
 
-if TYPE_CHECKING:
-    from hypercorn.typing import Framework
-
 GRACEFUL_S = 10.0
-TWILIO_MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,23 +65,13 @@ class BridgeServer:
         self._stop.set()
 
 
-def _hypercorn_config(config: BridgeConfig) -> HypercornConfig:
-    hc = HypercornConfig()
-    hc.bind = [f"{config.host}:{config.port}"]
-    hc.graceful_timeout = GRACEFUL_S
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.websocket_max_message_size = TWILIO_MAX_MESSAGE_BYTES
-    return hc
-
-
 async def run_bridge(
     config: BridgeConfig,
     *,
     upstream_url: str | None = None,
     task_status: trio.TaskStatus[BridgeServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until :meth:`BridgeServer.shutdown` (or cancellation).
+    """Serve until :meth:`BridgeServer.shutdown` and the drain (or cancellation).
 
     ``upstream_url`` replaces ``config.realtime_url`` (a simulated or fake upstream).
 
@@ -96,6 +79,7 @@ async def run_bridge(
         ConfigError: the configuration asks for the embedded simulated upstream (no key and
             no URL) and no ``upstream_url`` was given: the runtime cannot start one itself;
             or settings that only work together are not all set (:func:`check_together`).
+        OSError: the port cannot be bound.
     """
     if upstream_url is None and config.uses_embedded_upstream:
         raise ConfigError(
@@ -126,26 +110,19 @@ async def run_bridge(
         )
         services = Services(config, upstream, rest)
         stop = trio.Event()
-
-        async def serve_then_stop(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            # BridgeApp speaks plain ASGI dicts; hypercorn's typing wants its TypedDicts.
-            app = cast("Framework", BridgeApp(services))
-            await serve(
-                app,
-                _hypercorn_config(config),
-                shutdown_trigger=stop.wait,
-                task_status=task_status,
-            )
-            nursery.cancel_scope.cancel()
-
-        binds: list[str] = await nursery.start(serve_then_stop)
-        bound = urlsplit(binds[0])
-        host = bound.hostname or config.host
-        server = BridgeServer(host, bound.port or config.port, services, stop)
+        host, port = await nursery.start(
+            serve_http, BridgeApp(services), config.host, config.port, HttpLimits()
+        )
+        server = BridgeServer(host, port, services, stop)
         if config.internal_url is None:  # tools: each call's control URL names this process
             services.internal_base_url = await own_base_url(config.host, server.port)
         log_action(report("INFO", BridgeReady(server.host, server.port)))
         task_status.started(server)
+        await stop.wait()
+        # Draining (services.draining is set): the open calls may finish on their own.
+        with trio.move_on_after(GRACEFUL_S):
+            await services.registry.wait_until_idle()
+        nursery.cancel_scope.cancel()
 
 
 async def serve_until_signal(config: BridgeConfig, *, upstream_url: str | None = None) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
+from bridge.audio.cue import comfort_cue
+from bridge.audio.wavio import read_wav_ulaw
 from bridge.config import BridgeConfig
 from bridge.core.call import CoreSettings
 from bridge.core.realtime_client import AudioFormatName, FunctionTool, SessionSettings
@@ -9,9 +14,22 @@ from bridge.runtime.hangup import TwilioRest
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.registry import CallRegistry
 
+SHIPPED_HOLD_AUDIO = "assets/one_moment.wav"
+""""One moment, please.", spoken by espeak-ng (en-us, 150 wpm), trimmed, 8 kHz μ-law."""
 
-def core_settings(config: BridgeConfig) -> CoreSettings:
-    """The per-call settings of the core, from the process configuration."""
+
+def hold_audio(config: BridgeConfig) -> bytes:
+    """The hold phrase as μ-law bytes: ``BRIDGE_HOLD_AUDIO_WAV``, or the shipped one."""
+    if config.hold_audio_wav is not None:
+        return read_wav_ulaw(Path(config.hold_audio_wav))
+    with resources.as_file(resources.files("bridge") / SHIPPED_HOLD_AUDIO) as path:
+        return read_wav_ulaw(path)
+
+
+def core_settings(config: BridgeConfig, hold: bytes = b"") -> CoreSettings:
+    """The per-call settings of the core, from the process configuration (``hold``: the
+    hold phrase, read once per process by :class:`Services`; without one, no soft cue
+    either)."""
     audio: AudioFormatName = "audio/pcm" if config.openai_audio_format == "pcm16" else "audio/pcmu"
     return CoreSettings(
         session=SessionSettings(
@@ -34,6 +52,11 @@ def core_settings(config: BridgeConfig) -> CoreSettings:
         tools=config.tools,
         tool_filler_ms=config.tool_filler_ms,
         call_events=config.events_url is not None,
+        comfort_after_ms=config.comfort_after_ms,
+        reply_timeout_ms=config.reply_timeout_ms,
+        media_timeout_s=config.media_timeout_s,
+        hold_audio=hold,
+        comfort_cue=comfort_cue() if hold else b"",
     )
 
 
@@ -51,7 +74,7 @@ class Services:
 
     def __init__(self, config: BridgeConfig, upstream_url: str, rest: TwilioRest | None) -> None:
         self.config = config
-        self.core_settings = core_settings(config)
+        self.core_settings = core_settings(config, hold_audio(config))
         self.upstream_url = upstream_url
         self.rest = rest
         self.draining = False

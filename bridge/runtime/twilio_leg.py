@@ -1,33 +1,27 @@
-"""The Twilio leg of a call: one ASGI WebSocket connection served by hypercorn.
+"""The Twilio leg of a call: the media stream's WebSocket (:mod:`bridge.runtime.websocket`).
 
 All writes toward Twilio go through :attr:`TwilioLeg.lock`, a FIFO lock. The TX writer
-takes a frame from the core *and* writes it while holding the lock, and a barge-in writes
+takes frames from the core *and* writes them while holding the lock, and a barge-in writes
 its ``clear`` under the same lock after the core has flushed the queue, so no audio of a
-cancelled response can be written after the ``clear``.
+cancelled response can be written after the ``clear``. The frames written together (media
+and its mark, or all the frames due at once) go out in one socket write.
 
-Hypercorn ignores sends after the peer has gone away, so writing never raises here; a
+Writing never raises here: once Twilio has gone away, writes are dropped and the
 disconnect is reported once, by :meth:`TwilioLeg.receive` returning ``None``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
 import trio
 
-Scope = Mapping[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from bridge.runtime.websocket import WebSocket, WebSocketClosed
 
 
 class TwilioLeg:
-    __slots__ = ("_receive", "_send", "closed_by_us", "disconnect_code", "lock")
+    __slots__ = ("_ws", "closed_by_us", "disconnect_code", "lock")
 
-    def __init__(self, receive: Receive, send: Send) -> None:
-        self._receive = receive
-        self._send = send
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
         self.lock = trio.StrictFIFOLock()
         self.closed_by_us = False
         self.disconnect_code: int | None = None
@@ -38,22 +32,18 @@ class TwilioLeg:
 
     async def receive(self) -> str | bytes | None:
         """Next frame from Twilio, or ``None`` once the socket is closed (code recorded)."""
-        while self.disconnect_code is None:
-            message = await self._receive()
-            kind = message.get("type")
-            if kind == "websocket.receive":
-                text = message.get("text")
-                if text is not None:
-                    return str(text)
-                return bytes(message.get("bytes") or b"")
-            if kind == "websocket.disconnect":
-                self.disconnect_code = int(message.get("code", 1006))
-        return None
+        message = await self._ws.receive()
+        if message is None and self.disconnect_code is None:
+            self.disconnect_code = self._ws.close_code
+        return message
 
-    async def write(self, text: str) -> None:
-        """Send one text frame; the caller holds :attr:`lock`."""
+    async def write(self, *texts: str) -> None:
+        """Send text frames in one write; the caller holds :attr:`lock`."""
         if self.connected:
-            await self._send({"type": "websocket.send", "text": text})
+            try:
+                await self._ws.send_texts(list(texts))
+            except WebSocketClosed:
+                return  # the reader sees the close and ends the call
 
     async def send_urgent(self, text: str) -> None:
         """Write one frame under :attr:`lock`, without yielding to the scheduler first when
@@ -72,8 +62,9 @@ class TwilioLeg:
             self.lock.release()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the stream: Twilio then runs the TwiML after ``<Connect>`` (the fallback)."""
-        if not self.connected:
+        """Close the stream: Twilio then runs the TwiML after ``<Connect>`` (the fallback).
+        Bounded by the caller's cancel scope; the socket is closed either way."""
+        if self.closed_by_us:
             return
         self.closed_by_us = True
-        await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+        await self._ws.aclose(code, reason)

@@ -1,17 +1,16 @@
-"""The OpenAI leg of a call: a trio-websocket client connection to the Realtime API.
+"""The OpenAI leg of a call: a WebSocket client connection to the Realtime API.
 
-The connection's internal reader task runs in a nursery owned by the call (not by an
-``async with open_websocket_url``), so the call decides when the socket is closed: after
-its tasks stop and before the Twilio leg ends, shielded and time-bounded. The TCP (or TLS)
-stream is opened here and wrapped, because a trio-websocket *client* never closes its
-stream itself after the peer's close handshake (RFC 6455 has the client wait for the
-server's TCP close): :meth:`Upstream.aclose` always closes it, so no call leaks a socket.
-
-Client events are encoded here, once, at the edge (:func:`bridge.core.realtime_client.encode`).
+The handshake is wsproto's (client side), over a Trio TCP stream, TLS for ``wss://``. After
+it, the connection is a :class:`bridge.runtime.websocket.WebSocket`: the call's OpenAI
+reader reads the socket itself (no reader task of a library in between), and the call
+decides when the socket is closed: after its tasks stop and before the Twilio leg ends,
+shielded and time-bounded. Client events are encoded here, once, at the edge
+(:func:`bridge.core.realtime_client.encode`).
 
 Failure modes: :func:`connect_upstream` raises :class:`bridge.errors.UpstreamUnavailable`
-(refused, rejected, TLS, timeout, bad URL). Sending or receiving on a closed socket raises
-:class:`bridge.errors.CallEnded` with the close code and reason.
+(refused, rejected with an HTTP status, TLS, timeout, bad URL). Sending, receiving or
+pinging on a closed socket raises :class:`bridge.errors.UpstreamLost` with the close code
+and reason.
 """
 
 from __future__ import annotations
@@ -20,65 +19,58 @@ import ssl
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    HandshakeError,
-    WebSocketConnection,
-    wrap_client_stream,
-)
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.utilities import ProtocolError
 
 from bridge.config import Secret
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.realtime_client import ClientEvent, encode
-from bridge.errors import CallEnded, UpstreamUnavailable
+from bridge.errors import UpstreamLost, UpstreamUnavailable
+from bridge.runtime.websocket import RECEIVE_BYTES, WebSocket, WebSocketClosed
 
-MESSAGE_QUEUE_SIZE = 16
-"""trio-websocket's receive queue (messages); the OpenAI reader always drains it."""
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_MESSAGE_CHARS = 16 * 1024 * 1024
 """``session.created``/``updated`` echo the whole configuration, instructions included."""
 
 
-def closed_reason(exc: ConnectionClosed) -> CallEnd:
-    reason = exc.reason
-    if reason is None:
-        return CallEnd(EndReason.OPENAI_CLOSED, "code=1006")
-    detail = f" {reason.reason}" if reason.reason else ""
-    return CallEnd(EndReason.OPENAI_CLOSED, f"code={reason.code}{detail}")
+def closed_reason(code: int | None, reason: str) -> CallEnd:
+    detail = f" {reason}" if reason else ""
+    return CallEnd(EndReason.OPENAI_CLOSED, f"code={code or 1006}{detail}")
 
 
 class Upstream:
-    __slots__ = ("_stream", "_ws")
+    __slots__ = ("_ws",)
 
-    def __init__(self, ws: WebSocketConnection, stream: trio.abc.Stream) -> None:
+    def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
-        self._stream = stream
 
     async def send(self, event: ClientEvent) -> None:
         try:
-            await self._ws.send_message(encode(event))
-        except ConnectionClosed as exc:
-            raise CallEnded(closed_reason(exc)) from None
+            await self._ws.send_texts([encode(event)])
+        except WebSocketClosed as closed:
+            raise UpstreamLost(closed_reason(closed.code, closed.reason)) from None
 
     async def receive(self) -> str | bytes:
-        try:
-            message: str | bytes = await self._ws.get_message()
-        except ConnectionClosed as exc:
-            raise CallEnded(closed_reason(exc)) from None
+        message = await self._ws.receive()
+        if message is None:
+            raise UpstreamLost(closed_reason(self._ws.close_code, self._ws.close_reason))
         return message
 
+    @property
+    def last_received_at(self) -> float:
+        """Trio time anything (an event, a pong) last came from the service."""
+        return self._ws.last_received_at
+
     async def ping(self) -> None:
-        """Wait for a pong; raises :class:`CallEnded` if the socket closes meanwhile."""
+        """Wait for a pong; raises :class:`UpstreamLost` if the socket closes meanwhile."""
         try:
             await self._ws.ping()
-        except ConnectionClosed as exc:
-            raise CallEnded(closed_reason(exc)) from None
+        except WebSocketClosed as closed:
+            raise UpstreamLost(closed_reason(closed.code, closed.reason)) from None
 
     async def aclose(self, code: int = 1000) -> None:
         """Close handshake, then the TCP stream (closed even if this is cancelled)."""
-        try:
-            await self._ws.aclose(code)
-        finally:
-            await self._stream.aclose()
+        await self._ws.aclose(code)
 
 
 def _target(url: str) -> tuple[str, int, str, bool]:
@@ -91,40 +83,71 @@ def _target(url: str) -> tuple[str, int, str, bool]:
     return parts.hostname, parts.port or (443 if tls else 80), resource, tls
 
 
-async def connect_upstream(
-    nursery: trio.Nursery, url: str, api_key: Secret | None, *, timeout_s: float
-) -> Upstream:
-    """Open the Realtime WebSocket; its reader task lives in ``nursery``."""
+async def _handshake(
+    stream: trio.abc.Stream, host_header: str, resource: str, api_key: Secret | None
+) -> WSConnection:
     headers = [(b"authorization", f"Bearer {api_key.reveal()}".encode())] if api_key else []
+    ws = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(
+        ws.send(Request(host=host_header, target=resource, extra_headers=headers))
+    )
+    rejected: int | None = None
+    while True:
+        data = bytes(await stream.receive_some(RECEIVE_BYTES))
+        if not data:
+            raise UpstreamUnavailable("handshake failed: the server closed the connection")
+        ws.receive_data(data)
+        for event in ws.events():
+            match event:
+                case AcceptConnection():
+                    return ws
+                case RejectConnection(status_code=status, has_body=has_body):
+                    if not has_body:
+                        raise _rejected(status)
+                    rejected = status
+                case RejectData(body_finished=True) if rejected is not None:
+                    raise _rejected(rejected)
+                case _:
+                    pass  # more of a rejection body, until it is finished
+
+
+NOT_RETRYABLE_STATUSES = frozenset({400, 401, 403, 404})
+"""A handshake answered with one of these will be answered so again: the key, the account
+or the URL is wrong, and retrying only delays the fallback."""
+
+
+def _rejected(status: int) -> UpstreamUnavailable:
+    return UpstreamUnavailable(
+        f"handshake failed: HTTP {status}", retryable=status not in NOT_RETRYABLE_STATUSES
+    )
+
+
+async def connect_upstream(url: str, api_key: Secret | None, *, timeout_s: float) -> Upstream:
+    """Open the Realtime WebSocket within ``timeout_s``."""
     stream: trio.abc.Stream | None = None
     try:
         host, port, resource, tls = _target(url)
         with trio.fail_after(timeout_s):
+            tcp = await trio.open_tcp_stream(host, port)
+            stream = tcp
             if tls:
-                stream = await trio.open_ssl_over_tcp_stream(
-                    host, port, ssl_context=ssl.create_default_context(), https_compatible=True
+                stream = trio.SSLStream(
+                    tcp, ssl.create_default_context(), server_hostname=host, https_compatible=True
                 )
-            else:
-                stream = await trio.open_tcp_stream(host, port)
             default_port = 443 if tls else 80
-            ws = await wrap_client_stream(
-                nursery,
-                stream,
-                host if port == default_port else f"{host}:{port}",
-                resource,
-                extra_headers=headers,
-                message_queue_size=MESSAGE_QUEUE_SIZE,
-                max_message_size=MAX_MESSAGE_BYTES,
-            )
+            host_header = host if port == default_port else f"{host}:{port}"
+            ws = await _handshake(stream, host_header, resource, api_key)
     except BaseException as exc:
         if stream is not None:
             await trio.aclose_forcefully(stream)
         match exc:
             case trio.TooSlowError():
                 raise UpstreamUnavailable(f"no handshake within {timeout_s:g} s") from None
-            case HandshakeError() | ConnectionClosed():
-                raise UpstreamUnavailable(f"handshake failed: {exc!r}") from None
-            case OSError() | ssl.SSLError() | ValueError():
+            case ProtocolError():
+                raise UpstreamUnavailable(f"handshake failed: {exc}") from None
+            case ValueError():
+                raise UpstreamUnavailable(f"{exc}", retryable=False) from None
+            case OSError() | ssl.SSLError() | trio.BrokenResourceError():
                 raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from None
         raise
-    return Upstream(ws, stream)
+    return Upstream(WebSocket(stream, ws, max_message_chars=MAX_MESSAGE_CHARS))

@@ -28,6 +28,7 @@ a socket closed by the bridge ends the call normally and is recorded in the repo
 from __future__ import annotations
 
 import math
+import random
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal, TypeVar
@@ -108,6 +109,7 @@ class SimCaller:
         "_conn_scope",
         "_counters",
         "_hangup_requested",
+        "_jitter",
         "_noise",
         "_ran",
         "_recorder",
@@ -131,6 +133,7 @@ class SimCaller:
             if options.noise_dbfs is None
             else synth.line_noise(_NOISE_LOOP_MS, seed=0, level_dbfs=options.noise_dbfs)
         )
+        self._jitter = random.Random(options.jitter_seed) if options.jitter_ms > 0 else None
         self._scheduler: SpeechScheduler | None = None
         self._recorder = CallRecorder(origin=0.0)
         """Replaced when :meth:`run` starts, with the real time zero."""
@@ -407,6 +410,8 @@ class SimCaller:
                 return "max duration"
             if frame_end > hangup_at + TIME_EPS_S:
                 return "script"
+            if self._jitter is not None:
+                await trio.sleep(self._jitter.uniform(0.0, self.options.jitter_ms) / 1000.0)
             await self._advance()
             turns = self.playback.turns
             for start, speech in scheduler.schedule(frame_start, turns):
@@ -440,6 +445,8 @@ class SimCaller:
             mulaw.encode_float(samples) if spoken or self._noise is not None else _SILENT_FRAME
         )
         async with self._wire_lock:
+            if self.options.on_media_sent is not None:
+                self.options.on_media_sent(self.options.clock(), k * FRAME_MS, payload)
             await self._send_locked(
                 wire.media(
                     sequence=self._next_seq(),

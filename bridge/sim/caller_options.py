@@ -62,12 +62,21 @@ class CallerOptions:
     lost_inbound_ms: tuple[tuple[int, int], ...] = ()
     """``(start, length)`` spans of the caller's stream, ms, whose ``media`` frames are
     never sent (lost before reaching Twilio); the timestamps after a span go on counting."""
+    jitter_ms: float = 0.0
+    """Network jitter: each ``media`` frame leaves up to this many ms after its audio was
+    captured (uniform, seeded by ``jitter_seed``); the frames behind a late one bunch up."""
+    jitter_seed: int = 0
     clock: Callable[[], float] = trio.current_time
+    on_media_sent: Callable[[float, int, bytes], None] | None = None
+    """Told of every ``media`` frame right before it is written: (``clock`` time in s,
+    its ``timestamp`` in ms, its μ-law payload). Benchmarks time the inbound path with it."""
 
     def __post_init__(self) -> None:
         WsTarget.from_url(self.url)
         if self.max_duration_s <= 0 or self.wav_out_rate <= 0:
             raise ValueError("max_duration_s and wav_out_rate must be positive")
+        if self.jitter_ms < 0:
+            raise ValueError("jitter_ms must be >= 0")
         if any(start < 0 or length <= 0 for start, length in self.lost_inbound_ms):
             raise ValueError("lost_inbound_ms spans need start >= 0 and length > 0")
 

@@ -20,8 +20,11 @@ Analysis on top of the protocol behaviour, for tests and benchmarks:
 
 * Played audio is recorded as :class:`PlayedSegment`. Each chunk is attributed to the
   assistant item named by the first mark that follows it (``g<gen>:m<seq>:<item_id>``,
-  parsed with :func:`bridge.core.marks.parse_mark_name`), or ``None``. Attribution never
-  influences playback.
+  parsed with :func:`bridge.core.marks.parse_mark_name`), or ``None``. Until that mark
+  arrives (and for good if a ``clear`` or the end of the call comes first) the chunk
+  belongs to the item of the mark before it, since the last ``clear``: the bridge marks the
+  first frame of every item and the first after every clear, and then only every 200 ms.
+  Attribution never influences playback.
 * AI turns (:class:`AiTurn`): a turn starts when audio starts playing into an idle line
   and ends when the buffer has drained and no new audio arrived for ``turn_gap_s``
   (300 ms by default), or at a ``clear``.
@@ -141,6 +144,7 @@ class TwilioPlayback:
     __slots__ = (
         "_clears",
         "_discarded_bytes",
+        "_last_mark_item",
         "_last_segment",
         "_marks_echoed",
         "_marks_received",
@@ -172,6 +176,9 @@ class TwilioPlayback:
         self._pushed_bytes = 0
         self._discarded_bytes = 0
         self._unattributed: list[_Chunk] = []
+        self._last_mark_item: str | None = None
+        """The item of the latest mark since the last clear: the provisional owner of the
+        chunks that follow it."""
         self._last_segment: PlayedSegment | None = None
         self._turns: list[AiTurn] = []
         self._underruns: list[Underrun] = []
@@ -222,7 +229,7 @@ class TwilioPlayback:
             self._turns.append(
                 AiTurn(index=len(self._turns) + 1, start=start, end=None, interrupted=False)
             )
-        segment = PlayedSegment(start=start, payload=payload, item_id=None)
+        segment = PlayedSegment(start=start, payload=payload, item_id=self._last_mark_item)
         chunk = _Chunk(
             segment=segment,
             gap_before_s=gap if gap >= self._underrun_tolerance_s else 0.0,
@@ -244,7 +251,8 @@ class TwilioPlayback:
         reached = self.advance(now)
         self._marks_received += 1
         parsed = parse_mark_name(name)
-        self._attribute(parsed.item_id if parsed is not None else None)
+        self._last_mark_item = parsed.item_id if parsed is not None else None
+        self._attribute(self._last_mark_item)
         if self._idle(now):
             self._marks_echoed += 1
             return [*reached, name]
@@ -275,6 +283,7 @@ class TwilioPlayback:
         self._queue.clear()
         self._queued_bytes = 0
         self._unattributed.clear()
+        self._last_mark_item = None
         self._last_segment = None
         turn = self._open_turn()
         if turn is not None:

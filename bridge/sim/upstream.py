@@ -1,4 +1,5 @@
-"""Embedded simulated OpenAI Realtime upstream (GA protocol) over trio-websocket.
+"""Embedded simulated OpenAI Realtime upstream (GA protocol), on the bridge's own WebSocket
+server (:mod:`bridge.runtime.http`).
 
 The bridge's demo, tests and benchmarks connect to it instead of ``api.openai.com``: no
 network, no keys. The protocol logic is :mod:`bridge.sim.upstream_session` (sans-IO); this
@@ -25,20 +26,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 from loguru import logger
-from trio_websocket import (
-    ConnectionClosed,
-    WebSocketConnection,
-    WebSocketRequest,
-    WebSocketServer,
-    serve_websocket,
-)
 
+from bridge.runtime.http import HttpLimits, HttpRequest, HttpResponse, serve_http
+from bridge.runtime.websocket import WebSocket, WebSocketClosed
 from bridge.sim.upstream_config import ProtocolError
 from bridge.sim.upstream_conversation import (
     ConversationItem,
@@ -50,9 +45,6 @@ from bridge.sim.upstream_faults import Fault, FaultKind, FaultPlan
 from bridge.sim.upstream_session import SessionSettings, UpstreamSession, decode_frame
 from bridge.sim.upstream_tools import SimToolCall
 
-MESSAGE_QUEUE_SIZE: Final = 4
-"""trio-websocket's per-connection queue of received messages. When it is full its reader
-stops reading the socket (and answering pings): what a stalled server looks like."""
 INBOX_SIZE: Final = 16
 MAX_MESSAGE_SIZE: Final = 16 * 2**20
 """Appends may carry up to 15 MiB of audio (base64) per event."""
@@ -94,6 +86,11 @@ class SimUpstreamOptions:
     unknown_item_code: str | None = _SESSION_DEFAULTS.unknown_item_code
     """UNCONFIRMED: code of the error for an unknown ``item_id``."""
     require_api_key: str | None = None
+    handshake_delay_ms: float = 0.0
+    """Each WebSocket handshake waits this long before it is answered (a slow service)."""
+    session_max_s: float | None = None
+    """Close every session with 1001 and the service's cap message at this age, as the real
+    service does at 60 minutes."""
     faults: FaultPlan = field(default_factory=FaultPlan)
     seed: int = _SESSION_DEFAULTS.seed
     tool_calls: tuple[SimToolCall, ...] = _SESSION_DEFAULTS.tool_calls
@@ -116,7 +113,9 @@ class _Frame:
 
 @dataclass(frozen=True, slots=True)
 class _PeerClosed:
-    error: ConnectionClosed
+    code: int
+    """The peer's close code, 1006 when TCP dropped without a close frame."""
+    reason: str | None
 
 
 _InboxItem = _Frame | _PeerClosed
@@ -217,7 +216,7 @@ class SimSession:
     def stall(self, duration_ms: int | None = None) -> None:
         """Stop sending and reading for ``duration_ms`` (``None``: until the server stops).
 
-        Pings go unanswered once trio-websocket's receive queue is full. Any later command
+        Nothing reads the socket meanwhile, so pings go unanswered. Any later command
         (e.g. :meth:`close`) ends the stall.
         """
         self.command(Fault(FaultKind.STALL, duration_ms=duration_ms))
@@ -226,12 +225,20 @@ class SimSession:
 class SimUpstream:
     """The server. ``await nursery.start(sim.serve)`` returns its URL."""
 
-    __slots__ = ("_session_added", "_url", "options", "rejected_handshakes", "sessions")
+    __slots__ = (
+        "_refusals",
+        "_session_added",
+        "_url",
+        "options",
+        "rejected_handshakes",
+        "sessions",
+    )
 
     def __init__(self, options: SimUpstreamOptions | None = None) -> None:
         self.options = options if options is not None else SimUpstreamOptions()
         self.sessions: list[SimSession] = []
         self.rejected_handshakes = 0
+        self._refusals: deque[int] = deque()
         self._url: str | None = None
         self._session_added = trio.Event()
 
@@ -245,22 +252,11 @@ class SimUpstream:
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started(url)`` once listening."""
         host = self.options.host
+        limits = HttpLimits(max_ws_message_chars=MAX_MESSAGE_SIZE)
         async with trio.open_nursery() as nursery:
-            server: WebSocketServer = await nursery.start(
-                partial(
-                    serve_websocket,
-                    self._handle,
-                    host,
-                    self.options.port,
-                    None,
-                    message_queue_size=MESSAGE_QUEUE_SIZE,
-                    max_message_size=MAX_MESSAGE_SIZE,
-                    connect_timeout=10,
-                    disconnect_timeout=CLOSE_TIMEOUT_S,
-                )
-            )
+            _, port = await nursery.start(serve_http, self, host, self.options.port, limits)
             netloc = f"[{host}]" if ":" in host else host
-            self._url = f"ws://{netloc}:{server.port}/v1/realtime?model=gpt-realtime"
+            self._url = f"ws://{netloc}:{port}/v1/realtime?model=gpt-realtime"
             task_status.started(self._url)
 
     async def wait_for_session(self, index: int) -> SimSession:
@@ -284,34 +280,44 @@ class SimUpstream:
         self._session_added = trio.Event()
         return sim
 
-    def _authorized(self, request: WebSocketRequest) -> bool:
-        key = self.options.require_api_key
-        if key is None:
-            return True
-        headers = dict(request.headers)
-        return headers.get(b"authorization") == f"Bearer {key}".encode()
+    # -- the server's app (bridge.runtime.http.HttpApp) -------------------------------------
 
-    async def _handle(self, request: WebSocketRequest) -> None:
-        ws: WebSocketConnection | None = None
-        sim: SimSession | None = None
+    async def http(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(426, b"the Realtime API is a WebSocket\n")
+
+    def refuse_next(self, handshakes: int, status: int = 503) -> None:
+        """Answer the next ``handshakes`` WebSocket handshakes with HTTP ``status``."""
+        self._refusals.extend([status] * handshakes)
+
+    async def refuse_websocket(self, request: HttpRequest) -> HttpResponse | None:
+        """401 for a missing or wrong key (when one is required), as the service answers;
+        the refusals asked for by :meth:`refuse_next`."""
+        await trio.sleep(self.options.handshake_delay_ms / 1000.0)
+        if self._refusals:
+            self.rejected_handshakes += 1
+            status = self._refusals.popleft()
+            return HttpResponse(status, b'{"error": {"message": "Service unavailable"}}')
+        key = self.options.require_api_key
+        if key is None or request.header(b"authorization") == f"Bearer {key}".encode():
+            return None
+        self.rejected_handshakes += 1
+        body = {
+            "error": {
+                "message": "Incorrect API key provided.",
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+                "param": None,
+            }
+        }
+        return HttpResponse(401, json.dumps(body).encode(), "application/json")
+
+    async def websocket(self, request: HttpRequest, ws: WebSocket) -> None:
+        target = request.path + (f"?{request.query}" if request.query else "")
+        sim = self._add_session(target)
         try:
-            if not self._authorized(request):
-                self.rejected_handshakes += 1
-                body = {
-                    "error": {
-                        "message": "Incorrect API key provided.",
-                        "type": "invalid_request_error",
-                        "code": "invalid_api_key",
-                        "param": None,
-                    }
-                }
-                await request.reject(401, body=json.dumps(body).encode())
-                return
-            ws = await request.accept()
-            sim = self._add_session(request.path)
             with logger.contextualize(sim_session=sim.index):
-                logger.info("sim upstream: session {} opened on {}", sim.index, request.path)
-                if any(name == b"openai-beta" for name, _ in request.headers):
+                logger.info("sim upstream: session {} opened on {}", sim.index, target)
+                if request.header(b"openai-beta") is not None:
                     await self._send(ws, sim, [sim.core.error_event(BETA_ERROR)])
                     await self._close(ws, sim, 4000, None)
                 else:
@@ -322,57 +328,57 @@ class SimUpstream:
             logger.opt(exception=exc).error(
                 "sim upstream: session failed ({!r}), closing with 1011", exc
             )
-            if ws is not None:
-                if sim is not None and sim.close_code is None:
-                    sim.close_code, sim.close_reason = 1011, "sim internal error"
-                with trio.move_on_after(CLOSE_TIMEOUT_S):
-                    await ws.aclose(1011, "sim internal error")
+            if sim.close_code is None:
+                sim.close_code, sim.close_reason = 1011, "sim internal error"
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                await ws.aclose(1011, "sim internal error")
         finally:
-            if sim is not None:
-                sim.closed.set()
+            sim.closed.set()
 
-    async def _run(self, ws: WebSocketConnection, sim: SimSession) -> None:
-        # Policy when the inbox is full: the reader blocks, trio-websocket's queue fills and
-        # TCP pushes back on the client, as with a slow real server.
+    async def _run(self, ws: WebSocket, sim: SimSession) -> None:
+        # Policy when the inbox is full: the reader blocks, nothing reads the socket and TCP
+        # pushes back on the client, as with a slow real server.
         inbox_send, inbox_recv = trio.open_memory_channel[_InboxItem](INBOX_SIZE)
         async with inbox_send, inbox_recv, trio.open_nursery() as nursery:
             nursery.start_soon(self._read, ws, sim, inbox_send.clone())
             try:
                 await self._drive(ws, sim, inbox_recv)
-            except ConnectionClosed as exc:
+            except WebSocketClosed as closed:
                 # A send raced the peer's close.
-                self._peer_closed(sim, exc)
+                self._peer_closed(sim, _PeerClosed(closed.code, closed.reason or None))
             nursery.cancel_scope.cancel()
 
-    def _peer_closed(self, sim: SimSession, exc: ConnectionClosed) -> None:
+    def _peer_closed(self, sim: SimSession, closed: _PeerClosed) -> None:
         """Record the peer's close code (1006 when TCP dropped without a close frame)."""
-        reason = exc.reason
         if sim.close_code is None:
-            sim.close_code = reason.code if reason is not None else 1006
-            sim.close_reason = reason.reason if reason is not None else None
+            sim.close_code, sim.close_reason = closed.code, closed.reason
 
     async def _read(
-        self, ws: WebSocketConnection, sim: SimSession, inbox: trio.MemorySendChannel[_InboxItem]
+        self, ws: WebSocket, sim: SimSession, inbox: trio.MemorySendChannel[_InboxItem]
     ) -> None:
         clock = self.options.clock
         async with inbox:
             while True:
+                # Stalled: nothing reads the socket, so pings go unanswered.
                 await sim.unstalled.wait()
-                try:
-                    data = await ws.get_message()
-                except ConnectionClosed as exc:
-                    await inbox.send(_PeerClosed(exc))
+                data = await ws.receive()
+                if data is None:
+                    await inbox.send(_PeerClosed(ws.close_code or 1006, ws.close_reason or None))
                     return
                 await inbox.send(_Frame(clock(), data))
 
     async def _drive(
         self,
-        ws: WebSocketConnection,
+        ws: WebSocket,
         sim: SimSession,
         inbox: trio.MemoryReceiveChannel[_InboxItem],
     ) -> None:
         clock = self.options.clock
-        planned = deque(sorted(self.options.faults.faults, key=lambda f: f.at_ms or 0))
+        faults = list(self.options.faults.faults)
+        if self.options.session_max_s is not None:
+            cap_ms = round(self.options.session_max_s * 1000)
+            faults.append(Fault(FaultKind.CLOSE, at_ms=cap_ms, close_code=1001))
+        planned = deque(sorted(faults, key=lambda f: f.at_ms or 0))
         await self._send(ws, sim, sim.core.open())
         while True:
             while sim.commands:
@@ -398,7 +404,7 @@ class SimUpstream:
             if item is None:
                 continue
             if isinstance(item, _PeerClosed):
-                self._peer_closed(sim, item.error)
+                self._peer_closed(sim, item)
                 return
             sim.frames_received.append(item.data)
             event = decode_frame(item.data)
@@ -410,7 +416,7 @@ class SimUpstream:
             sim.received.append((item.t, event))
             await self._send(ws, sim, sim.core.handle(event, clock()))
 
-    async def _send(self, ws: WebSocketConnection, sim: SimSession, events: list[JsonObj]) -> None:
+    async def _send(self, ws: WebSocket, sim: SimSession, events: list[JsonObj]) -> None:
         clock = self.options.clock
         for event in events:
             t = clock()
@@ -418,17 +424,15 @@ class SimUpstream:
             sim.sent.append((t, event))
             sim.frames_sent.append(text)
             sim.core.on_sent(event, t)
-            await ws.send_message(text)
+            await ws.send_texts([text])
 
-    async def _close(
-        self, ws: WebSocketConnection, sim: SimSession, code: int, reason: str | None
-    ) -> None:
+    async def _close(self, ws: WebSocket, sim: SimSession, code: int, reason: str | None) -> None:
         sim.close_code, sim.close_reason = code, reason
         with trio.move_on_after(CLOSE_TIMEOUT_S):
-            await ws.aclose(code, reason)
+            await ws.aclose(code, reason or "")
         sim.closed.set()
 
-    async def _apply(self, ws: WebSocketConnection, sim: SimSession, fault: Fault) -> bool:
+    async def _apply(self, ws: WebSocket, sim: SimSession, fault: Fault) -> bool:
         """Apply one fault; ``True`` when the session is over (closed)."""
         logger.info("sim upstream: session {} fault {}", sim.index, fault.kind.value)
         core = sim.core
@@ -439,7 +443,7 @@ class SimUpstream:
             text = '{"type": "response.output_audio.delta", "delta": '
             sim.sent.append((self.options.clock(), {"_raw": text}))
             sim.frames_sent.append(text)
-            await ws.send_message(text)
+            await ws.send_texts([text])
         elif fault.kind is FaultKind.NO_TYPE:
             await self._send(ws, sim, [{"event_id": core.ids.new("event_"), "detail": "no type"}])
         elif fault.kind is FaultKind.UNKNOWN_EVENT:

@@ -51,12 +51,16 @@ def reply_text(
     item_index: int,
     audio_ms: int,
     offset: int,
+    resuming: str | None = None,
     head: str | None = None,
 ) -> str:
     """Transcript of one assistant item, sized to ``audio_ms`` of speech.
 
     The first item answering a caller utterance starts with ``You said: <utterance>.``; a
-    greeting starts with :data:`GREETING`; later items of a multi-item response start with
+    greeting starts with :data:`GREETING`; a reply asked to resume a cut-off one (its
+    instructions say "cut off") starts with ``Sorry, I was cut off. As I was saying:`` and
+    the last assistant words the session was given (``resuming``), which shows tests what
+    a replacement session was told; later items of a multi-item response start with
     ``And one more thing:``. Filler words follow, from ``offset`` in a fixed text. ``head``
     replaces the opening of the first item (tool replies: :mod:`bridge.sim.upstream_tools`).
     """
@@ -64,6 +68,9 @@ def reply_text(
         pass
     elif item_index > 0:
         head = "And one more thing:"
+    elif resuming is not None:
+        said = " ".join(resuming.split()[-8:])
+        head = f"Sorry, I was cut off. As I was saying: {said}"
     elif answering is not None:
         head = f"You said: {answering.rstrip('.!? ')}."
     elif greeting:

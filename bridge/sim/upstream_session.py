@@ -464,6 +464,16 @@ class UpstreamSession:
                 return item.transcript
         return None
 
+    def _resuming(self, params: JsonObj) -> str | None:
+        """The last assistant words given as text, when asked to resume a cut-off reply."""
+        instructions = params.get("instructions")
+        if not isinstance(instructions, str) or "cut off" not in instructions:
+            return None
+        for item in reversed(self.conversation.live()):
+            if item.role == "assistant" and item.client_item is not None:
+                return item.transcript
+        return ""
+
     def _start_response(
         self, params: JsonObj, now: float, *, caller_turn: int | None = None
     ) -> list[JsonObj]:
@@ -499,6 +509,7 @@ class UpstreamSession:
                 head = answer_head(found)
         n = self._response_count
         self._response_count += 1
+        resuming = self._resuming(params)
         fmt = output.format["type"]
         plans = [
             ItemPlan(
@@ -506,6 +517,7 @@ class UpstreamSession:
                 text=reply_text(
                     answering=record.answering,
                     greeting="instructions" in params,
+                    resuming=resuming,
                     item_index=i,
                     audio_ms=reply_ms,
                     offset=n * 7 + i * 3,

@@ -1,0 +1,5 @@
+import sys
+
+from bench.bargein.cli import main
+
+sys.exit(main())

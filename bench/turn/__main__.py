@@ -1,0 +1,5 @@
+import sys
+
+from bench.turn.cli import main
+
+sys.exit(main())
