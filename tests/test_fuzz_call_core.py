@@ -16,11 +16,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from bridge.core.actions import Action, BargeIn, SendUpstream
+from bridge.core.actions import Action, BargeIn, Log, SendUpstream
 from bridge.core.app_work import RunExit, RunTool
+from bridge.core.ending import CallEnd, EndReason
 from bridge.core.realtime_client import ResponseCreate
 from bridge.core.tools import ToolResult
 from tests.core_driver import Driver
+from tests.test_core_continuity import reopen
 from tests.tool_support import CATALOG, creates, function_call, outputs, work
 
 
@@ -150,7 +152,10 @@ class ToolCallMachine(CallCoreMachine):
       response's calls (tools, filler, goodbye, transfer notice) is only sent if no hard
       barge-in happened since those calls were made;
     * every ``call_id`` gets exactly one ``function_call_output``: never two (checked after
-      every step), and, once every running call has its result, exactly one each.
+      every step), and, once every running call has its result, exactly one each; except a
+      call still running when its session was lost (the upstream is lost and replaced, a
+      result may come in between): it never gets one, from that session or any later;
+    * every call has exactly one outcome (``TOOL_RESULT``) once every result is in.
     """
 
     def __init__(self) -> None:
@@ -165,6 +170,10 @@ class ToolCallMachine(CallCoreMachine):
         """response id → hard barge-ins so far when it made its first call."""
         self.created_requests: set[str] = set()
         self.checked = 0
+        self.sessions = 1
+        self.session_of: dict[str, int] = {}
+        """call id → the session (1, 2, ...) that made it."""
+        self.outputs_checked = 0
 
     def hard_barge_ins(self, actions: list[Action]) -> int:
         return sum(1 for a in actions if isinstance(a, BargeIn) and not a.held)
@@ -185,6 +194,7 @@ class ToolCallMachine(CallCoreMachine):
         if not good:
             arguments = "[not an object"
         self.calls[call_id] = self.response
+        self.session_of[call_id] = self.sessions
         self.epoch_at_call.setdefault(self.response, self.hard_barge_ins(self.driver.actions))
         function_call(self.driver, self.response, call_id, tool, arguments, status)
 
@@ -249,6 +259,18 @@ class ToolCallMachine(CallCoreMachine):
             done = self.core.on_exit_result(exits[-1].call_id, ok, "x", self.driver.now)
             self.driver.record(done)
 
+    @rule(result_while_healing=st.booleans())
+    def session_lost_and_replaced(self, result_while_healing: bool) -> None:
+        self.driver.record(
+            self.core.on_upstream_lost(self.driver.now, CallEnd(EndReason.OPENAI_CLOSED, "x"))
+        )
+        if result_while_healing:
+            self.tool_result(0, "ok")
+        self.sessions += 1
+        self.response = None
+        self.items = []
+        reopen(self.driver)
+
     @rule()
     def requested_response_created(self) -> None:
         asked = creates(self.driver.actions)
@@ -282,6 +304,12 @@ class ToolCallMachine(CallCoreMachine):
         assert len(ids) == len(set(ids))
         assert set(ids) <= set(self.calls)
 
+    @invariant()
+    def outputs_go_only_to_the_session_that_made_the_call(self) -> None:
+        new = outputs(self.driver.actions[self.outputs_checked :])
+        assert all(self.session_of[o.call_id] == self.sessions for o in new)
+        self.outputs_checked = len(self.driver.actions)
+
     def teardown(self) -> None:
         # Every running call gets its result; then each call has exactly one output.
         answered = {o.call_id for o in outputs(self.driver.actions)}
@@ -290,7 +318,14 @@ class ToolCallMachine(CallCoreMachine):
                 self.core.on_tool_result(call_id, ToolResult("ok", "{}"), self.driver.now)
             )
         ids = [o.call_id for o in outputs(self.driver.actions)]
-        assert sorted(ids) == sorted(self.calls)
+        if self.sessions == 1:
+            assert sorted(ids) == sorted(self.calls)
+        outcomes = [
+            a.fields["record"]["call_id"]
+            for a in self.driver.actions
+            if isinstance(a, Log) and a.tag == "TOOL_RESULT"
+        ]
+        assert sorted(outcomes) == sorted(self.calls)
 
 
 ToolCallMachine.TestCase.settings = settings(

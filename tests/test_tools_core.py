@@ -6,14 +6,20 @@ import json
 
 import pytest
 
-from bridge.core.actions import EndCall, Log, SendUpstream
+from bridge.core.actions import Action, EndCall, Log, SendUpstream
 from bridge.core.app_work import CancelTool, RunExit, RunTool
 from bridge.core.call_events import BargeInHappened, ToolCalled, Transcript
-from bridge.core.ending import EndReason
-from bridge.core.realtime_client import SystemMessage
+from bridge.core.ending import CallEnd, EndReason
+from bridge.core.realtime_client import (
+    FunctionCallOutput,
+    ReplayMessage,
+    ResponseCreate,
+    SystemMessage,
+)
 from bridge.core.tools import DEFAULT_LEAD_S, LEAD_MARGIN_S, MAX_RUNNING, ToolResult
 from bridge.core.twilio import Stop
 from tests.core_driver import Driver
+from tests.test_core_continuity import reopen
 from tests.tool_support import creates, events, function_call, outputs, tool_driver, work
 
 
@@ -402,3 +408,95 @@ def test_without_an_events_url_no_event_is_made() -> None:
     function_call(d, "resp_1", "call_1", "lookup_order")
     d.speech_started()
     assert events(d.actions) == []
+
+
+# -- a lost session (bridge/core/tools.py rule 6) ------------------------------------------
+
+
+def _lost_mid_call(d: Driver) -> None:
+    """The model called ``lookup_order`` (the call runs), then its session was lost."""
+    d.response_created("resp_1")
+    function_call(d, "resp_1", "call_1", "lookup_order")
+    d.response_done("resp_1")
+    d.record(d.core.on_upstream_lost(d.now, CallEnd(EndReason.OPENAI_CLOSED, "1011")))
+
+
+def _system_texts(actions: list[Action]) -> list[str]:
+    return [
+        a.event.text
+        for a in actions
+        if isinstance(a, SendUpstream) and isinstance(a.event, SystemMessage)
+    ]
+
+
+def test_a_result_after_the_session_was_replaced_is_a_note_never_an_output() -> None:
+    d = tool_driver()
+    _lost_mid_call(d)
+    [lost] = d.logs("TOOL_RESPOND")
+    assert lost.fields["record"]["decision"] == "session_lost"
+    reopen(d)
+    answer = result(d, "call_1")
+    assert outputs(answer) == []  # the new session never had call_1
+    [note] = _system_texts(answer)
+    assert "lookup_order" in note
+    assert '{"status":"shipped"}' in note
+    [create] = creates(answer)  # the model answers the caller from the note
+    assert create.purpose is None
+    [line] = [a for a in answer if isinstance(a, Log) and a.tag == "TOOL_RESULT"]
+    assert line.fields["record"]["outcome"] == "ok"
+    assert "session was lost" in line.fields["record"]["detail"]
+    assert result(d, "call_1") == []  # one outcome per call, whatever comes later
+
+
+def test_a_result_while_healing_goes_to_the_next_session_with_the_conversation() -> None:
+    d = tool_driver()
+    _lost_mid_call(d)
+    waiting = result(d, "call_1", '{"status":"delayed"}')
+    assert [a for a in waiting if isinstance(a, SendUpstream)] == []
+    assert d.logs("NOTE_QUEUED")
+    sent = reopen(d)
+    replayed = [a.event.text for a in sent if isinstance(a.event, ReplayMessage)]
+    assert any('{"status":"delayed"}' in text for text in replayed)
+    assert not [a for a in sent if isinstance(a.event, FunctionCallOutput)]
+    assert len([a for a in sent if isinstance(a.event, ResponseCreate)]) == 1
+
+
+def test_a_barge_in_after_the_loss_cancels_without_an_output() -> None:
+    d = tool_driver()
+    _lost_mid_call(d)
+    reopen(d)
+    speaking(d, "resp_2", "item_2")
+    cut = d.speech_started()
+    assert outputs(cut) == []
+    assert work(cut) == [CancelTool("call_1", "lookup_order", CATALOG_URL, "barge_in")]
+    [late] = result(d, "call_1")
+    assert isinstance(late, Log)
+    assert late.tag == "TOOL_CANCELLED"
+
+
+def test_outputs_the_lost_session_had_reach_the_next_one_as_text() -> None:
+    d = tool_driver()
+    d.response_created("resp_1")
+    function_call(d, "resp_1", "call_1", "lookup_order")
+    result(d, "call_1", '{"status":"shipped","arrives":"Thursday"}')
+    d.record(d.core.on_upstream_lost(d.now, CallEnd(EndReason.OPENAI_CLOSED, "1011")))
+    replayed = [a.event.text for a in reopen(d) if isinstance(a.event, ReplayMessage)]
+    assert any("Thursday" in text for text in replayed)
+
+
+def test_an_exit_whose_goodbye_was_lost_asks_the_next_session_for_it() -> None:
+    d = tool_driver()
+    d.response_created("resp_1")
+    function_call(d, "resp_1", "call_end", "end_call")
+    [goodbye] = creates(d.response_done("resp_1"))
+    d.response_created("resp_2", {"bridge_request": goodbye.request_tag})
+    d.record(d.core.on_upstream_lost(d.now, CallEnd(EndReason.OPENAI_CLOSED, "1011")))
+    again = [a.event for a in reopen(d) if isinstance(a.event, ResponseCreate)]
+    assert [c.purpose for c in again] == ["goodbye"]
+    d.response_created("resp_3", {"bridge_request": again[0].request_tag})
+    d.item_added("resp_3", "item_bye")
+    d.audio("resp_3", "item_bye", 300)
+    d.audio_done("resp_3", "item_bye")
+    d.response_done("resp_3")
+    d.play(600)
+    assert work(d.actions)[-1] == RunExit("call_end", "end_call", None)

@@ -1,6 +1,6 @@
 """Tools end to end over loopback sockets: the bridge, the simulated upstream scripted to call
-tools, a local application (tool endpoints, call events, fake Twilio REST), the simulated
-caller. Virtual time (``autojump_clock``): the seconds below cost nothing.
+tools, a local application (tool endpoints, call events), the fake Twilio REST API, the
+simulated caller. Virtual time (``autojump_clock``): the seconds below cost nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from bridge.sim.tool_app import ToolBehaviour
 from bridge.sim.upstream import SimSession, SimUpstreamOptions
 from bridge.sim.upstream_tools import SimToolCall
 from tests.conftest import LogCapture
+from tests.harness import call_tasks_alive
 from tests.test_conformance import assert_session_conforms
 from tests.tool_rig import SECRET, ToolRig, start_tool_rig
 
@@ -122,7 +123,7 @@ async def test_a_tool_round_trip_signed_with_one_response_and_conforming_events(
     [call_id] = call_ids(session)
     # The application got one signed request with everything it needs.
     [exchange] = rig.app.tool_calls()
-    body = exchange.request.json()
+    body = exchange.json()
     control_url = f"http://127.0.0.1:{rig.server.port}/calls/{report.call_sid}"
     assert body == {
         "type": "tool.call",
@@ -135,7 +136,7 @@ async def test_a_tool_round_trip_signed_with_one_response_and_conforming_events(
         "stream_sid": report.stream_sid,
         "control_url": control_url,
     }
-    assert exchange.request.headers["idempotency-key"] == f"{report.call_sid}:{call_id}"
+    assert exchange.headers["idempotency-key"] == f"{report.call_sid}:{call_id}"
     assert rig.app.bad_signatures == 0
     # Its reply became the output, then one response.create answered it.
     [output] = outputs(session)
@@ -296,7 +297,7 @@ async def test_a_barge_in_cancels_or_lets_finish_silently(
     if tool == "lookup_order":  # on_barge_in = "cancel"
         assert json.loads(output["output"])["error"] == "cancelled"
         [cancel] = rig.app.cancels()
-        assert cancel.request.json()["call_id"] == call_id
+        assert cancel.json()["call_id"] == call_id
         assert (stats.tool_calls_cancelled, stats.tool_results_dropped) == (1, 1)
     else:  # on_barge_in = "finish": delivered, silently
         assert json.loads(output["output"]) == {"ok": True, "tool": "book_table"}
@@ -329,12 +330,12 @@ async def test_end_call_hangs_up_only_after_the_goodbye_was_heard(
     if not goodbye_ms:
         assert [c["metadata"]["bridge_purpose"] for c in tool_creates(session)] == ["goodbye"]
     # One REST request, Status=completed, before the stream closed; no fallback hang-up.
-    [rest] = rig.app.rest_exchanges()
-    assert rig.app.rest() == [{"Status": ["completed"]}]
+    [rest] = rig.rest.hangups_for(report.call_sid)
+    assert rest.form == {"Status": ["completed"]}
     closed_at = caller.origin + report.close.t_ms / 1000.0
-    assert rest.replied_at <= closed_at
+    assert rest.received_at <= closed_at
     last_heard = max(s.end for s in caller.playback.segments())
-    assert last_heard <= rest.request.received_at + 1e-6
+    assert last_heard <= rest.received_at + 1e-6
     [end] = logs.tagged("CALL_END", report.call_sid)
     assert "reason=end_call" in end
     assert_session_conforms(session)
@@ -351,14 +352,14 @@ async def test_transfer_redirects_with_dial_after_the_last_words_or_speaks_the_f
     script = CallerScript(utterances=(ask(),), hangup=AfterAiEnds(turn=2, delay_ms=500))
     with trio.fail_after(TIMEOUT_S):
         rig = await start_tool_rig(nursery, sim_options=options)
-        rig.app.twilio_status = twilio_status
+        rig.rest.status = twilio_status
         caller, report = await run_call(rig, script)
     session = rig.sim.sessions[0]
     twiml = "<Response><Dial><Sip>sip:support@pbx.example.com</Sip></Dial></Response>"
-    assert rig.app.rest() == [{"Twiml": [twiml]}]
-    [rest] = rig.app.rest_exchanges()
-    before = [s.end for s in caller.playback.segments() if s.start < rest.request.received_at]
-    assert max(before) <= rest.request.received_at + 1e-6  # the notice was heard first
+    [rest] = rig.rest.hangups_for(report.call_sid)
+    assert rest.form == {"Twiml": [twiml]}
+    before = [s.end for s in caller.playback.segments() if s.start < rest.received_at]
+    assert max(before) <= rest.received_at + 1e-6  # the notice was heard first
     [end] = logs.tagged("CALL_END", report.call_sid)
     if twilio_status == 200:
         assert "reason=transferred to support" in end
@@ -372,10 +373,61 @@ async def test_transfer_redirects_with_dial_after_the_last_words_or_speaks_the_f
             if e["item"]["type"] == "message"
         ]
         assert any("did not work" in n for n in notes)
-        spoken = [r for r in session.responses.values() if r.created_at >= rest.replied_at]
+        spoken = [r for r in session.responses.values() if r.created_at >= rest.received_at]
         [failure] = spoken  # ... and the model said so, heard in full
         assert report.heard_ms_by_item[failure.items[0]] == failure.audio_ms[failure.items[0]]
 
+
+
+async def test_a_session_lost_while_a_tool_runs_gives_its_result_to_the_next_one_as_a_note(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    # The tool takes 3 s; the session that made the call is closed while it runs.
+    options = sim_options(tool_calls=(SimToolCall(1, "lookup_order", ORDER),))
+    script = CallerScript(utterances=(ask(),), hangup=At(14_000))
+    with trio.fail_after(TIMEOUT_S):
+        rig = await start_tool_rig(
+            nursery, sim_options=options, tools={"lookup_order": ToolBehaviour(delay_s=3.0)}
+        )
+        caller = rig.caller(script)
+        reports: list[CallerReport] = []
+
+        async def run() -> None:
+            reports.append(await caller.run())
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(run)
+            sid = caller.options.call_sid
+            await logs.wait_for("TOOL_CALL", call_sid=sid)
+            rig.sim.sessions[0].close(1011)
+            handle = await rig.server.registry.wait_for_call(sid)
+        await handle.ended.wait()
+    [report] = reports
+    lost, healed = rig.sim.sessions
+    [call_id] = call_ids(lost)
+    # No session got an output: the lost one was gone, the new one never had the call_id.
+    assert outputs(lost) == []
+    assert outputs(healed) == []
+    # The result went to the new session as text, and the model answered the caller from it.
+    [(noted_at, note)] = [
+        (t, e["item"]["content"][0]["text"])
+        for t, e in healed.received
+        if e["type"] == "conversation.item.create" and "lookup_order" in json.dumps(e)
+    ]
+    assert '"status":"shipped"' in note
+    [answer] = [r for r in healed.responses.values() if r.created_at >= noted_at]
+    [item] = answer.items
+    assert report.heard_ms_by_item[item] == answer.audio_ms[item]
+    # One outcome for the call, logged once; the call ended as the caller chose.
+    [outcome] = logs.tagged("TOOL_RESULT", sid)
+    assert f"call_id={call_id} outcome=ok" in outcome
+    assert "session was lost" in outcome
+    assert handle.statistics().upstream_restores == 1
+    [end] = logs.tagged("CALL_END", sid)
+    assert "reason=twilio_stop" in end
+    assert logs.tagged("CALL_ERROR", sid) == []
+    assert call_tasks_alive(sid) == []
+    assert_session_conforms(healed)
 
 # -- call events ----------------------------------------------------------------------------
 
@@ -439,14 +491,7 @@ async def test_a_full_events_queue_drops_and_counts_and_never_blocks_the_call(
     script = CallerScript(utterances=(ask(),), hangup=AfterReply(500))
     with trio.fail_after(TIMEOUT_S):
         rig = await start_tool_rig(nursery, sim_options=options)
-        slow = rig.app.http.handler
-
-        async def stalled(request):  # type: ignore[no-untyped-def]
-            if request.path == "/events":
-                await trio.sleep(25.0)
-            return await slow(request)
-
-        rig.app.http.handler = stalled
+        rig.app.events_delay_s = 25.0
         caller = rig.caller(script)
         report = await caller.run()
         handle = await rig.server.registry.wait_for_call(report.call_sid)
@@ -473,14 +518,14 @@ async def test_the_control_url_in_a_tool_request_takes_a_note_to_the_call(
             handle = await rig.server.registry.wait_for_call(caller.options.call_sid)
             await caller.wait_ai_turn_ended(2)
             [tool] = rig.app.tool_calls()
-            control_url = tool.request.json()["control_url"]
+            control_url = tool.json()["control_url"]
             async with httpx.AsyncClient() as client:
                 reply = await client.post(
                     f"{control_url}/notes",
                     json={
                         "text": "The order was upgraded to express.",
                         "respond": True,
-                        "epoch": tool.request.json()["epoch"],
+                        "epoch": tool.json()["epoch"],
                     },
                 )
             assert reply.status_code == 202
@@ -505,7 +550,7 @@ async def test_bridge_internal_url_names_the_replica_in_every_control_url(
         _, report = await run_call(rig, script)
     [tool] = rig.app.tool_calls()
     expected = f"http://bridge-7.internal:8080/calls/{report.call_sid}"
-    assert tool.request.json()["control_url"] == expected
+    assert tool.json()["control_url"] == expected
     assert {e["control_url"] for e in rig.app.events()} == {expected}
 
 
@@ -531,7 +576,7 @@ async def test_the_readme_snippet_verifies_a_real_request_and_refuses_a_forged_o
     namespace: dict[str, Any] = {}
     exec(readme_snippet(), namespace)
     verify = namespace["verify_bridge_signature"]
-    header = tool.request.headers[SIGNATURE_HEADER.lower()]
-    assert verify(SECRET.encode(), tool.request.body, header)
-    assert not verify(SECRET.encode(), tool.request.body.replace(b"4217", b"4218"), header)
-    assert not verify(b"another secret", tool.request.body, header)
+    header = tool.headers[SIGNATURE_HEADER.lower()]
+    assert verify(SECRET.encode(), tool.body, header)
+    assert not verify(SECRET.encode(), tool.body.replace(b"4217", b"4218"), header)
+    assert not verify(b"another secret", tool.body, header)

@@ -1,25 +1,22 @@
-"""Integration rig for tools: the bridge, the simulated upstream and a local application.
+"""Integration rig for tools: :func:`tests.harness.start_rig` and a local application.
 
 Everything on 127.0.0.1 over real sockets. The application (:class:`SimApplication`) serves
-the tool endpoints, the call-events receiver and the fake Twilio REST API on one port, so
-REST exits (hang-up, ``<Dial>``) are recorded there too.
+the tool endpoints and the call-events receiver; REST exits (hang-up, ``<Dial>``) go to the
+rig's fake Twilio REST API (``rig.rest``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from bridge.config import Secret
 from bridge.core.toolspec import ToolCatalog, parse_tools_document
-from bridge.runtime.server import BridgeServer, run_bridge
-from bridge.sim.caller import CallerOptions, SimCaller
-from bridge.sim.script import CallerScript
 from bridge.sim.tool_app import SimApplication, ToolBehaviour
-from bridge.sim.upstream import SimUpstream, SimUpstreamOptions
-from tests.harness import AUTH_TOKEN, TEST_CONFIG
+from bridge.sim.upstream import SimUpstreamOptions
+from tests.harness import Rig, start_rig
 
 SECRET = "whsec_test_secret"
 
@@ -68,21 +65,12 @@ def catalog(app_url: str, *, timeout_s: float = 8, dead_port: int = 9) -> ToolCa
 
 
 @dataclass
-class ToolRig:
-    server: BridgeServer
-    sim: SimUpstream
+class ToolRig(Rig):
+    """:class:`tests.harness.Rig` (bridge, simulated upstream, fake Twilio REST) and the
+    application."""
+
     app: SimApplication
     app_url: str
-
-    def caller(self, script: CallerScript) -> SimCaller:
-        return SimCaller(
-            CallerOptions(
-                url=self.server.media_url,
-                script=script,
-                auth_token=AUTH_TOKEN,
-                signature_url=f"wss://{self.server.host}:{self.server.port}/twilio/media",
-            )
-        )
 
 
 async def start_tool_rig(
@@ -96,16 +84,12 @@ async def start_tool_rig(
 ) -> ToolRig:
     app = SimApplication(SECRET, tools=dict(tools or {}))
     app_url = await nursery.start(app.serve)
-    sim = SimUpstream(sim_options or SimUpstreamOptions())
-    sim_url = await nursery.start(sim.serve)
-    config = replace(
-        TEST_CONFIG,
-        openai_realtime_url=sim_url,
-        twilio_api_base_url=app_url,
+    rig = await start_rig(
+        nursery,
+        sim_options=sim_options,
         tools=catalog(app_url, timeout_s=timeout_s),
         app_secret=Secret(SECRET),
         events_url=f"{app_url}/events" if events else None,
         **config_changes,
     )
-    server = await nursery.start(run_bridge, config)
-    return ToolRig(server, sim, app, app_url)
+    return ToolRig(rig.server, rig.sim, rig.rest, app, app_url)

@@ -92,11 +92,7 @@ def creates(actions: list[Action]) -> list[ResponseCreate]:
 
 
 def work(actions: list[Action]) -> list[AppWork]:
-    return [
-        a.work
-        for a in actions
-        if isinstance(a, ToApp) and not isinstance(a.work, EmitEvent)
-    ]
+    return [a.work for a in actions if isinstance(a, ToApp) and not isinstance(a.work, EmitEvent)]
 
 
 def events(actions: list[Action]) -> list[CallEvent]:

@@ -295,7 +295,9 @@ class CallCore:
             settings.tools,
             state=self._state,
             counters=self._counters,
+            conversation=self._conversation,
             ids=self._event_id,
+            note=self._tool_note,
             filler_ms=settings.tool_filler_ms,
             events=settings.call_events,
         )
@@ -532,7 +534,10 @@ class CallCore:
         cut_item = self._last_item_of(active.response_id) if active is not None else None
         if cut_item is not None and not self.ledger.items[cut_item].audio_done:
             self._conversation.assistant_lost(cut_item, self.ledger.items[cut_item].received_ms)
+        cut_response = active.response_id if active is not None else None
+        cut_audio_ms = active.audio_bytes // BYTES_PER_MS if active is not None else 0
         self._state.lose()
+        tools = self._tools.on_session_lost(self._moment(now), cut_response, cut_audio_ms)
         self._counters.upstream_losses += 1
         self._foreign_items |= set(self.ledger.items)
         self._response_watch.done()
@@ -556,7 +561,7 @@ class CallCore:
                 comfort_at=comfort_at,
             )
         record = UpstreamLost(end.reason.value, end.detail, mid_reply=active is not None)
-        return [report("WARNING", record)]
+        return [report("WARNING", record), *tools]
 
     def _last_item_of(self, response_id: str) -> str | None:
         items = [i.item_id for i in self.ledger.items.values() if i.response_id == response_id]
@@ -602,16 +607,21 @@ class CallCore:
         if held is not None:
             actions.append(held)
         outage, self._outage = self._outage, None
-        may_speak = not (self._gate.voice or self.barge_in_active) and (
+        # An exit in progress (end_call, transfer_call) owns the turn: its ledger asks for
+        # the last words if they were lost, and nothing else is resumed.
+        may_speak = not (self._gate.voice or self.barge_in_active or self._tools.exit_kind) and (
             self._state.may_create_response
         )
+        # A tool the lost session called is still running: its result answers the caller (a
+        # note); asking for the cut reply again could make the model call it a second time.
+        cut_reply = outage is not None and outage.mid_reply and not self._tools.orphans_running
         # Cut off mid-reply after the caller heard some of it: the AI says so and goes on.
-        resume = may_speak and outage is not None and outage.mid_reply and bool(outage.cut_text)
+        resume = may_speak and cut_reply and outage is not None and bool(outage.cut_text)
         # The caller's turn ended and nothing of its answer was heard: it is answered now.
         owed = may_speak and not resume and self._reply_watch.owed_since is not None
         # A reply cut before a word of it was heard (the greeting, an answer to a note):
         # asked for again, from the replayed conversation.
-        redo = may_speak and outage is not None and outage.mid_reply and not (resume or owed)
+        redo = may_speak and cut_reply and not (resume or owed)
         if self._sessions == 1:
             if self.settings.greeting:
                 actions.append(self._request_response(self.settings.greeting))
@@ -634,7 +644,8 @@ class CallCore:
         # A deferred request (a note's) waits for the end of a resumed reply, if one was asked.
         if owed or (not (resume or redo) and self._state.take_deferred()):
             actions.append(self._request_response())
-        return actions
+        # An exit whose last words were lost asks this session for them (when it may speak).
+        return actions + self._tools.advance_all(self._moment(now))
 
     # -- Realtime events ------------------------------------------------------------------
 
@@ -1187,6 +1198,10 @@ class CallCore:
 
     def _emit(self, event: Transcript | BargeInHappened) -> ToApp:
         return ToApp(EmitEvent(event))
+
+    def _tool_note(self, text: str, respond: bool, epoch: int) -> list[Action]:
+        """An orphaned tool call's result, under the notes' rules (:mod:`bridge.core.tools`)."""
+        return self.submit_note(text, respond=respond, awaits_confirmation=False, epoch=epoch)
 
     def count_event(self, *, dropped: bool) -> None:
         """The application link queued (or, full, dropped) a call event."""

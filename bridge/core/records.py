@@ -212,8 +212,9 @@ class ToolResponseReport:
     """``respond`` (one ``response.create`` for them all), ``silent`` (a barge-in came after
     the calls: the outputs never start a response), ``answered`` (the caller spoke after the
     outputs were in: the server's reply answers them), ``last_words`` (an exit tool: the bridge
-    asks for a goodbye or a transfer notice) or ``heard`` (an exit tool whose response
-    already spoke: it waits for that to be heard)."""
+    asks for a goodbye or a transfer notice), ``heard`` (an exit tool whose response
+    already spoke: it waits for that to be heard) or ``session_lost`` (the session that had
+    the calls was lost: their outputs never start a response)."""
     epoch: int
 
     def text(self) -> str:

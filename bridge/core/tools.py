@@ -42,6 +42,18 @@ back. The rules:
    the link does the REST work. A cap (the audio still unplayed plus 2 s) proceeds if marks
    never come back. A barge-in before that aborts the exit: the caller wanted to say
    something, the call goes on, and the model is told so (silently).
+6. **A lost session** (the call heals with a new one: :meth:`ToolLedger.on_session_lost`).
+   A ``call_id`` belongs to the session that made it; the new session is given the
+   conversation as text and has never seen that id, so nothing is ever sent to it as a
+   ``function_call_output``. A call still running is *orphaned*: the application's work goes
+   on, and its result (or error) becomes a note for the next session, which the model
+   answers unless the caller barged in since (the notes' rules); its outcome is logged once,
+   as for any call. Every ``ok`` output is also kept in the conversation as text, so a later
+   session knows what tools returned. Batches of the lost session never respond by
+   themselves (their outputs went to it; the take-over's resume or the caller's next turn
+   carries the conversation on), except an exit's: its response is over, so if it had
+   spoken the exit waits for that audio to be heard, and if it had not (or its last words
+   were lost before any audio came) the next session is asked for them.
 """
 
 from __future__ import annotations
@@ -54,6 +66,7 @@ from typing import Final, Literal
 from bridge.core.actions import Action, EndCall, LocalAction, SendUpstream, ToApp
 from bridge.core.app_work import CancelTool, EmitEvent, RunExit, RunTool
 from bridge.core.call_events import ToolCalled
+from bridge.core.conversation import Conversation
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.realtime import FunctionCallDone
 from bridge.core.realtime_client import FunctionCallOutput, ResponseCreate, SystemMessage
@@ -74,6 +87,9 @@ MAX_RUNNING: Final = 16
 """Calls of one call running at once; more are answered with an error at once (so the
 application link's channel, of this capacity, can never be full)."""
 MAX_OUTPUT_CHARS: Final = 32_768
+MAX_TEXT_RESULT_CHARS: Final = 4000
+"""A result given as text (a note, the conversation kept for a new session) is cut here:
+the replay carries at most :data:`bridge.core.conversation.MAX_REPLAY_CHARS` in all."""
 DEFAULT_LEAD_S: Final = 0.3
 """The upstream's first-audio latency assumed before this call has measured it."""
 LEAD_MARGIN_S: Final = 0.1
@@ -146,6 +162,8 @@ class Call:
     spec: ToolSpec | None
     answered: bool = False
     cancelled: bool = False
+    orphaned: bool = False
+    """Its session was lost while it ran: no output is ever sent for it (module rule 6)."""
 
 
 @dataclass(slots=True)
@@ -196,11 +214,13 @@ class ToolLedger:
     __slots__ = (
         "_batches",
         "_calls",
+        "_conversation",
         "_counters",
         "_events",
         "_exit",
         "_first_audio_s",
         "_ids",
+        "_note",
         "_responses_created",
         "_state",
         "caller_speaking",
@@ -214,7 +234,9 @@ class ToolLedger:
         *,
         state: ConversationState,
         counters: CallCounters,
+        conversation: Conversation,
         ids: Callable[[str], str],
+        note: Callable[[str, bool, int], list[Action]],
         filler_ms: int,
         events: bool,
     ) -> None:
@@ -223,7 +245,10 @@ class ToolLedger:
         """0: no filler."""
         self._state = state
         self._counters = counters
+        self._conversation = conversation
         self._ids = ids
+        self._note = note
+        """``note(text, respond, epoch)``: the core's notes path (an orphaned call's result)."""
         self._events = events
         self._calls: dict[str, Call] = {}
         self._batches: dict[str, Batch] = {}
@@ -254,8 +279,10 @@ class ToolLedger:
         measured = max(self._first_audio_s, default=DEFAULT_LEAD_S)
         return min(self.filler_s, measured + LEAD_MARGIN_S)
 
-    def outputs_pending(self) -> list[str]:
-        return [c.call_id for c in self._calls.values() if not c.answered]
+    @property
+    def orphans_running(self) -> bool:
+        """A call of a lost session is still running (its result will come as a note)."""
+        return any(c.orphaned and not c.answered for c in self._calls.values())
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -265,6 +292,8 @@ class ToolLedger:
         call.answered = True
         if outcome != "ok":
             self._counters.tool_errors += 1
+        if call.orphaned:
+            detail = f"{detail}; its session was lost: no output sent".lstrip("; ")
         record = ToolResultReport(
             tool=call.name,
             call_id=call.call_id,
@@ -272,10 +301,14 @@ class ToolLedger:
             latency_ms=round((m.now - call.started_at) * 1000.0, 3),
             detail=detail,
         )
-        return [
-            SendUpstream(FunctionCallOutput(self._ids("output"), call.call_id, output)),
-            report("INFO" if outcome == "ok" else "WARNING", record),
-        ]
+        logged = report("INFO" if outcome == "ok" else "WARNING", record)
+        if call.orphaned:
+            return [logged]
+        if outcome == "ok" and call.spec is not None and call.spec.kind == "url":
+            self._conversation.note(
+                f"The tool {call.name} returned: {output[:MAX_TEXT_RESULT_CHARS]}"
+            )
+        return [SendUpstream(FunctionCallOutput(self._ids("output"), call.call_id, output)), logged]
 
     def _request(
         self,
@@ -413,27 +446,33 @@ class ToolLedger:
             return [report("INFO", record)]
         if call.answered:
             return []
-        if result.outcome == "ok":
-            output = result.output
-            if len(output) > MAX_OUTPUT_CHARS:
-                output = error_output(
-                    call.name, "too_large", f"reply over {MAX_OUTPUT_CHARS} chars"
-                )
-                actions = self._send_output(call, output, "too_large", m, result.detail)
-            else:
-                actions = self._send_output(call, output, "ok", m, result.detail)
-        else:
-            actions = self._send_output(
-                call,
-                error_output(call.name, result.outcome, result.detail),
-                result.outcome,
-                m,
-                result.detail,
-            )
+        outcome: Outcome = result.outcome
+        output = result.output
+        if outcome == "ok" and len(output) > MAX_OUTPUT_CHARS:
+            outcome = "too_large"
+            output = error_output(call.name, outcome, f"reply over {MAX_OUTPUT_CHARS} chars")
+        elif outcome != "ok":
+            output = error_output(call.name, outcome, result.detail)
+        actions = self._send_output(call, output, outcome, m, result.detail)
+        if call.orphaned:
+            actions += self._orphan_note(call, output)
         batch = self._batches.get(call.response_id)
         if batch is not None:
             actions += self._advance(batch, m)
         return actions
+
+    def _orphan_note(self, call: Call, output: str) -> list[Action]:
+        """An orphaned call's result, as a note for the current (or next) session: the
+        model answers it once the last orphaned call of its response is in."""
+        last = not any(
+            c.orphaned and not c.answered and c.response_id == call.response_id
+            for c in self._calls.values()
+        )
+        text = (
+            f"You called the tool {call.name} before a technical problem interrupted the "
+            f"call; it has now returned: {output[:MAX_TEXT_RESULT_CHARS]}"
+        )
+        return self._note(text, last, call.epoch)
 
     # -- the conversation moves on --------------------------------------------------------
 
@@ -493,14 +532,12 @@ class ToolLedger:
         exit_ = self._exit
         mine = exit_ is not None and exit_.call_id == batch.exit_call
         if batch.epoch != self._epoch:
-            return self._resolve(batch, "silent", m)
+            return [*self._resolve(batch, "silent", m)]
         if mine:
             assert exit_ is not None
             if batch.audio_ms > 0:
                 # The calling response already spoke (its goodbye): wait for it to be heard.
-                exit_.phase = "heard"
-                exit_.deadline = m.now + m.unplayed_ms / 1000.0 + HEARD_GRACE_S
-                return self._resolve(batch, "heard", m) + self._advance_exit(m)
+                return [*self._await_heard(batch, exit_, m)]
             if not self._can_speak():
                 return []
             instructions = (
@@ -518,7 +555,12 @@ class ToolLedger:
         _, request = self._request("tools", batch.response_id, None, None)
         return [*self._resolve(batch, "respond", m), request]
 
-    def _resolve(self, batch: Batch, decision: str, m: Moment) -> list[Action]:
+    def _await_heard(self, batch: Batch, exit_: Exit, m: Moment) -> list[LocalAction]:
+        exit_.phase = "heard"
+        exit_.deadline = m.now + m.unplayed_ms / 1000.0 + HEARD_GRACE_S
+        return self._resolve(batch, "heard", m) + self._advance_exit(m)
+
+    def _resolve(self, batch: Batch, decision: str, m: Moment) -> list[LocalAction]:
         batch.resolved = True
         if decision == "silent":
             self._counters.tool_outputs_silent += 1
@@ -561,9 +603,46 @@ class ToolLedger:
             )
         return actions + self.advance_all(m)
 
+    # -- the session is lost ----------------------------------------------------------------
+
+    def on_session_lost(
+        self, m: Moment, cut_response: str | None, cut_audio_ms: int
+    ) -> list[LocalAction]:
+        """The upstream session is gone and the call heals with a new one (module rule 6).
+        ``cut_response`` was streaming when it was lost, after ``cut_audio_ms`` of audio."""
+        for call in self._calls.values():
+            if not call.answered:
+                call.orphaned = True
+        exit_ = self._exit
+        actions: list[LocalAction] = []
+        if exit_ is not None and exit_.phase == "last_words":
+            # Its last words were lost with the session: the exit's batch is open again, with
+            # what the caller got of them (none: the next session is asked for them).
+            spoke = exit_.words_response is not None and exit_.words_response == cut_response
+            exit_.phase = "batch"
+            exit_.words_tag = exit_.words_response = None
+            exit_.deadline = None
+            own = self._batches.get(exit_.response_id)
+            if own is not None:
+                own.resolved = False
+                own.audio_ms = cut_audio_ms if spoke else 0
+        for batch in self._batches.values():
+            if batch.resolved:
+                continue
+            if not batch.response_done:
+                batch.response_done = True
+                batch.done_at = m.now
+                batch.audio_ms = cut_audio_ms if batch.response_id == cut_response else 0
+                batch.created_seq_at_done = self._responses_created
+            if exit_ is None or exit_.call_id != batch.exit_call:
+                actions += self._resolve(batch, "session_lost", m)
+            elif batch.audio_ms > 0 and all(self._calls[c].answered for c in batch.call_ids):
+                actions += self._await_heard(batch, exit_, m)
+        return actions
+
     # -- exits ----------------------------------------------------------------------------
 
-    def _advance_exit(self, m: Moment) -> list[Action]:
+    def _advance_exit(self, m: Moment) -> list[LocalAction]:
         exit_ = self._exit
         if exit_ is None:
             return []

@@ -47,7 +47,7 @@ import httpx
 import trio
 from loguru import logger
 
-from bridge.core.actions import Action
+from bridge.core.actions import Action, SendUpstream
 from bridge.core.app_work import AppWork, CancelTool, EmitEvent, RunExit, RunTool
 from bridge.core.appsign import SIGNATURE_HEADER, signature
 from bridge.core.call import CallCore
@@ -235,7 +235,8 @@ class AppLink:
         actions = self._core.on_tool_result(work.call_id, result, replied)
         # The output, when there is one, is the first action: it goes before anything else.
         await execute(actions[:1])
-        if result.outcome != "timeout" and actions:
+        delivered = bool(actions) and isinstance(actions[0], SendUpstream)
+        if result.outcome != "timeout" and delivered:
             took = (trio.current_time() - replied) * 1000.0
             record = ToolDeliveredReport(work.tool, work.call_id, round(took, 3))
             log_action(report("INFO", record))

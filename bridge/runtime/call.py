@@ -155,7 +155,8 @@ def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
 
 
 async def _finish(io: CallIO) -> None:
-    """Steps 3 and 4 of cleanup: end the Twilio leg, then the one ``CALL_END`` line."""
+    """Steps 3 and 4 of cleanup: end the Twilio leg, then the one ``CALL_END`` line; then the
+    call events still owed go to the application, and only then is the call ``ended``."""
     services = io.services
     end = io.ended_by or CallEnd(
         EndReason.SERVER_SHUTDOWN if services.draining else EndReason.CANCELLED
@@ -193,10 +194,10 @@ async def _finish(io: CallIO) -> None:
         statistics=statistics.as_dict(),
     )
     log_action(report("INFO" if end.reason.is_normal else "WARNING", record))
-    io.handle.ended.set()
     await io.app.finish(
         CallEndedEvent(record.reason, record.detail, record.duration_s, record.statistics)
     )
+    io.handle.ended.set()
 
 
 async def run_call(services: Services, leg: TwilioLeg) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import trio
 
 from bridge.config import BridgeConfig, Secret
+from bridge.runtime.http import HttpLimits, serve_http
 from bridge.runtime.server import BridgeServer, run_bridge
 from bridge.sim.caller import CallerOptions, SimCaller
 from bridge.sim.demo_tools import (
@@ -34,6 +35,7 @@ from bridge.sim.demo_tools import (
     tool_timeline,
 )
 from bridge.sim.report import format_timeline
+from bridge.sim.rest import SimTwilioRest
 from bridge.sim.script import script_from_name
 from bridge.sim.tool_app import SimApplication, ToolBehaviour
 from bridge.sim.upstream import SimUpstream, SimUpstreamOptions
@@ -52,8 +54,11 @@ async def run_demo(config: BridgeConfig, wav_out: Path, script: str) -> int:
     token = secrets.token_hex(8)
     app = SimApplication(secrets.token_hex(16))
     app.tools["lookup_order"] = ToolBehaviour(delay_s=TOOL_DELAY_S)
+    rest = SimTwilioRest()
     async with trio.open_nursery() as upstream_nursery:
         app_url = await upstream_nursery.start(app.serve)
+        host, port = await upstream_nursery.start(serve_http, rest, "127.0.0.1", 0, HttpLimits())
+        rest.url = f"http://{host}:{port}"
         options = (
             SimUpstreamOptions(tool_calls=TOOL_CALLS, caller_transcripts=CALLER_SAYS)
             if tools
@@ -68,13 +73,13 @@ async def run_demo(config: BridgeConfig, wav_out: Path, script: str) -> int:
             openai_api_key=None,
             openai_realtime_url=None,
             log_transcripts=True,
-            # The demo's application: tools, call events and a fake Twilio REST API.
+            # The demo's application (tools, call events) and a fake Twilio REST API.
             tools=demo_catalog(app_url) if tools else config.tools,
             app_secret=Secret(app.secret),
             events_url=f"{app_url}/events",
             twilio_account_sid=ACCOUNT_SID,
             twilio_auth_token=Secret(token),
-            twilio_api_base_url=app_url,
+            twilio_api_base_url=rest.url,
         )
         async with trio.open_nursery() as nursery:
             server: BridgeServer = await nursery.start(
@@ -97,7 +102,7 @@ async def run_demo(config: BridgeConfig, wav_out: Path, script: str) -> int:
             server.shutdown()
         upstream_nursery.cancel_scope.cancel()
     counters = handle.statistics()
-    extra = tool_timeline(caller, report, sim.sessions[0], app) if sim.sessions else []
+    extra = tool_timeline(caller, report, sim.sessions[0], app, rest) if sim.sessions else []
     print()
     print("Caller's timeline (what a person on the phone experienced), with the application's:")
     print(_merged(format_timeline(report), extra))

@@ -10,18 +10,21 @@ The demo call is the barge-in demo's two utterances (:func:`bridge.sim.script.sc
 3. the caller says goodbye; the AI says goodbye and calls ``end_call``: once the caller has
    heard the goodbye the bridge hangs up through (a fake) Twilio REST and closes the stream.
 
-Everything runs on 127.0.0.1: the bridge, the simulated upstream, the simulated caller and the
-:class:`~bridge.sim.tool_app.SimApplication` (tool server, call events, fake Twilio REST).
+Everything runs on 127.0.0.1: the bridge, the simulated upstream, the simulated caller, the
+:class:`~bridge.sim.tool_app.SimApplication` (tool server, call events) and the fake Twilio
+REST API (:class:`~bridge.sim.rest.SimTwilioRest`).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Final
+from urllib.parse import urlencode
 
 from bridge.core.toolspec import ToolCatalog, parse_tools_document
 from bridge.sim.caller import SimCaller
 from bridge.sim.report import CallerReport
+from bridge.sim.rest import SimTwilioRest
 from bridge.sim.script import AfterAiEnds, At, CallerScript, Utterance, script_from_name
 from bridge.sim.tool_app import SimApplication
 from bridge.sim.upstream import SimSession
@@ -74,7 +77,11 @@ def demo_script() -> CallerScript:
 
 
 def tool_timeline(
-    caller: SimCaller, report: CallerReport, session: SimSession, app: SimApplication
+    caller: SimCaller,
+    report: CallerReport,
+    session: SimSession,
+    app: SimApplication,
+    rest: SimTwilioRest,
 ) -> list[tuple[float, str]]:
     """(ms since the caller's time zero, line) of what happened on the application side."""
 
@@ -83,16 +90,13 @@ def tool_timeline(
 
     lines: list[tuple[float, str]] = []
     for exchange in app.tool_calls():
-        body = exchange.request.json()
+        body = exchange.json()
         args = json.dumps(body["arguments"])
-        lines.append((ms(exchange.request.received_at), f"APP    tool call {body['tool']} {args}"))
-        reply = exchange.reply.body.decode()
-        lines.append((ms(exchange.replied_at), f"APP    tool result {reply}"))
-    for exchange in app.rest_exchanges():
-        form = exchange.request.body.decode()
-        lines.append(
-            (ms(exchange.request.received_at), f"TWILIO REST call update ({form}): hang-up")
-        )
+        lines.append((ms(exchange.received_at), f"APP    tool call {body['tool']} {args}"))
+        lines.append((ms(exchange.replied_at), f"APP    tool result {exchange.reply.decode()}"))
+    for request in rest.hangups_for(report.call_sid):
+        form = urlencode(request.form, doseq=True)
+        lines.append((ms(request.received_at), f"TWILIO REST call update ({form}): hang-up"))
     starts: dict[str, float] = {}
     for segment in caller.playback.segments():
         if segment.item_id is not None:
