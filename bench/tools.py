@@ -5,17 +5,18 @@ Run from the project root (the full run takes about 2 minutes)::
     .venv/bin/python -m bench.tools --out out/bench-tools.json
     .venv/bin/python -m bench.tools --delivery 10 --filler 3 --end-call 10   # smoke
 
-Process layout, as in :mod:`bench.bargein`: the bridge runs as its own process (``bridge
-serve --log-format json``, one per scenario, its log in ``out/bench-tools-<scenario>.log``);
-the simulated upstream (scripted to call tools), the simulated callers and the application
-(:class:`bridge.sim.tool_app.SimApplication`: the tool endpoints and a fake Twilio REST API)
-run in this process on one clock, so their records compare directly.
+Process layout, as in :mod:`bench.bargein`: the bridge runs as its own process
+(:mod:`bench.common.bridge_process`, one per scenario, its log in
+``out/bench-tools-<scenario>.log``); the simulated upstream (scripted to call tools), the
+simulated callers, the application (:class:`bridge.sim.tool_app.SimApplication`: the tool
+endpoints) and the fake Twilio REST API (:class:`bridge.sim.rest.SimTwilioRest`) run in this
+process on one clock (Trio's), so their records compare directly.
 
 Scenarios and what they measure:
 
 * ``delivery``: every caller turn's reply calls ``lookup_order`` (the application answers in
-  200 ms). Sample: the application wrote its reply → the simulated upstream read the
-  ``function_call_output``. Target p95 ≤ 5 ms.
+  200 ms). Sample: the application handed its reply to its server → the simulated upstream
+  read the ``function_call_output``. Target p95 ≤ 5 ms.
 * ``filler``: the reply calls a tool that takes 3 s. Samples: the model's function call
   (the upstream wrote ``response.output_item.done``) → the filler's first audio played at
   the caller (target ≤ 1000 ms every time), and the application's reply → the answer's first
@@ -30,33 +31,35 @@ Writes JSON (every sample) and prints a table; exit status 1 if a target is miss
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import secrets
-import signal
-import statistics
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import trio
 
-from bridge.core.records import BridgeReady, ToolDeliveredReport, read_record
-from bridge.logs import configure_logging
+from bench.common.bridge_log import read_log, records
+from bench.common.bridge_process import BridgeProcess, bridge_process
+from bench.common.cli import bench_parser, configure_bench_logging
+from bench.common.cpu import cpu_seconds, cpu_snapshot, cpu_usage, describe_cpu
+from bench.common.report import build_report, write_report
+from bench.common.stats import stats
+from bench.common.tables import cell, format_table, verdict
+from bridge.core.records import ToolDeliveredReport
+from bridge.runtime.http import HttpLimits, serve_http
 from bridge.sim.caller import CallerOptions, SimCaller
 from bridge.sim.report import CallerReport
+from bridge.sim.rest import SimTwilioRest
 from bridge.sim.script import AfterAiEnds, AfterReply, At, CallerScript, Utterance
 from bridge.sim.tool_app import SimApplication, ToolBehaviour
 from bridge.sim.upstream import SimUpstream, SimUpstreamOptions
 from bridge.sim.upstream_tools import SimToolCall
 
 ACCOUNT_SID: Final = "AC" + "1" * 32
-READY_TIMEOUT_S: Final = 20.0
 TURNS_PER_CALL: Final = 5
 
 TOOLS_TOML: Final = """
@@ -75,105 +78,32 @@ name = "end_call"
 builtin = "end_call"
 """
 
-
-def _cpu_s(pid: int | str = "self") -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds all cores spent busy since boot (``/proc/stat``)."""
-    user, nice, system, idle, iowait, *rest = (
-        int(v) for v in Path("/proc/stat").read_text().split()[1:9]
-    )
-    del idle, iowait
-    return (user + nice + system + sum(rest)) / os.sysconf("SC_CLK_TCK")
-
-
 BRIDGE_CPU: dict[str, float] = {}
 """CPU seconds of each scenario's bridge process (read before it is stopped)."""
 
 
 @dataclass(frozen=True, slots=True)
-class Bridge:
-    process: trio.Process
-    port: int
+class Application:
+    """What the bridge talks to besides the call legs: the tools and the Twilio REST API."""
 
-    @property
-    def media_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/twilio/media"
+    app: SimApplication
+    app_url: str
+    rest: SimTwilioRest
+    token: str
+    """The Twilio auth token the bridge is given (the callers sign their upgrades with it)."""
 
 
-@asynccontextmanager
-async def bridge_process(
-    out_dir: Path, name: str, upstream_url: str, app_url: str, secret: str, token: str
-) -> AsyncIterator[Bridge]:
-    """``bridge serve`` on a free port, pointed at the sim and the application."""
+def bridge_settings(out_dir: Path, application: Application) -> dict[str, str]:
+    """The bridge's environment for these scenarios: the tools file, the application's
+    secret, Twilio REST pointed at the simulated API."""
     tools = out_dir / "bench-tools.toml"
-    tools.write_text(TOOLS_TOML.format(app=app_url))
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TWILIO_", "BRIDGE_"))
-    }
-    env |= {
-        "OPENAI_REALTIME_URL": upstream_url,
-        "BRIDGE_TOOLS_FILE": str(tools),
-        "BRIDGE_APP_SECRET": secret,
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": token,
-        "TWILIO_API_BASE_URL": app_url,
-        "BRIDGE_LOG_FORMAT": "json",
-    }
-    script = Path(sys.executable).parent / "bridge"
-    command = [str(script), "serve", "--host", "127.0.0.1", "--port", "0"]
-    log_path = out_dir / f"bench-tools-{name}.log"
-    with log_path.open("wb") as log:
-        process = await trio.lowlevel.open_process(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-        )
-        try:
-            yield Bridge(process, await _ready_port(process, log_path))
-        finally:
-            BRIDGE_CPU[name] = _cpu_s(process.pid) if process.returncode is None else 0.0
-            with trio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.send_signal(signal.SIGTERM)
-                    with trio.move_on_after(12):
-                        await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
-
-
-async def _ready_port(process: trio.Process, log_path: Path) -> int:
-    with trio.fail_after(READY_TIMEOUT_S):
-        while True:
-            if process.returncode is not None:
-                raise RuntimeError(f"bridge exited with {process.returncode}: see {log_path}")
-            for line in (await trio.Path(log_path).read_text(errors="replace")).splitlines():
-                if not line.startswith("{"):
-                    continue
-                extra = json.loads(line).get("record", {}).get("extra", {})
-                if (ready := read_record(BridgeReady, extra)) is not None:
-                    return ready.port
-            await trio.sleep(0.05)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def summary(values: Sequence[float]) -> dict[str, float]:
+    tools.write_text(TOOLS_TOML.format(app=application.app_url))
     return {
-        "n": len(values),
-        "p50": round(percentile(values, 0.5), 3),
-        "p95": round(percentile(values, 0.95), 3),
-        "max": round(max(values), 3) if values else float("nan"),
-        "mean": round(statistics.fmean(values), 3) if values else float("nan"),
+        "BRIDGE_TOOLS_FILE": str(tools),
+        "BRIDGE_APP_SECRET": application.app.secret,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": application.token,
+        "TWILIO_API_BASE_URL": application.rest.url,
     }
 
 
@@ -183,46 +113,55 @@ class Run:
 
     sim: SimUpstream
     callers: list[tuple[SimCaller, CallerReport]]
+    log_path: Path
+    """The scenario's bridge log (JSON lines)."""
+
+
+def _caller(bridge: BridgeProcess, script: CallerScript, token: str) -> SimCaller:
+    return SimCaller(
+        CallerOptions(
+            url=bridge.media_url,
+            script=script,
+            max_duration_s=60.0,
+            auth_token=token,
+            signature_url=f"wss://{bridge.host}:{bridge.port}/twilio/media",
+        )
+    )
 
 
 async def run_calls(
     name: str,
     *,
     out_dir: Path,
-    app: SimApplication,
-    app_url: str,
+    application: Application,
     options: SimUpstreamOptions,
     script: CallerScript,
     calls: int,
     concurrency: int,
 ) -> Run:
-    secret, token = app.secret, secrets.token_hex(8)
+    """``calls`` calls (at most ``concurrency`` at once, connects 0.2 s apart) through one
+    bridge process, against a fresh simulated upstream."""
     sim = SimUpstream(options)
     done: list[tuple[SimCaller, CallerReport]] = []
+    log_path = out_dir / f"bench-tools-{name}.log"
+    settings = bridge_settings(out_dir, application)
     async with trio.open_nursery() as nursery:
         sim_url = await nursery.start(sim.serve)
-        async with bridge_process(out_dir, name, sim_url, app_url, secret, token) as bridge:
+        async with bridge_process(sim_url, log_path, settings) as bridge:
             limiter = trio.CapacityLimiter(concurrency)
 
             async def one() -> None:
                 async with limiter:
-                    caller = SimCaller(
-                        CallerOptions(
-                            url=bridge.media_url,
-                            script=script,
-                            max_duration_s=60.0,
-                            auth_token=token,
-                            signature_url=f"wss://127.0.0.1:{bridge.port}/twilio/media",
-                        )
-                    )
+                    caller = _caller(bridge, script, application.token)
                     done.append((caller, await caller.run()))
 
             async with trio.open_nursery() as callers:
                 for _ in range(calls):
                     callers.start_soon(one)
                     await trio.sleep(0.2)  # stagger the connects
+            BRIDGE_CPU[name] = cpu_seconds(bridge.pid)
         nursery.cancel_scope.cancel()
-    return Run(sim, done)
+    return Run(sim, done, log_path)
 
 
 def _first_heard(runs: Run) -> dict[str, float]:
@@ -245,9 +184,7 @@ def _items_of(run: Run, purpose: str) -> list[tuple[str, str]]:
     return found
 
 
-async def delivery(
-    out_dir: Path, app: SimApplication, app_url: str, n: int, conc: int
-) -> dict[str, Any]:
+async def delivery(out_dir: Path, application: Application, n: int, conc: int) -> dict[str, Any]:
     calls = max(1, -(-n // TURNS_PER_CALL))
     options = SimUpstreamOptions(
         reply_ms=1200,
@@ -259,12 +196,12 @@ async def delivery(
     utterances = [Utterance(800, 1, AfterAiEnds(turn=1, delay_ms=400))]
     utterances += [Utterance(800, k, AfterReply(300)) for k in range(2, TURNS_PER_CALL + 1)]
     script = CallerScript(utterances=tuple(utterances), hangup=AfterReply(300))
+    app = application.app
     before = len(app.tool_calls())
     run = await run_calls(
         "delivery",
         out_dir=out_dir,
-        app=app,
-        app_url=app_url,
+        application=application,
         options=options,
         script=script,
         calls=calls,
@@ -281,32 +218,20 @@ async def delivery(
                 read_at[item["call_id"]] = t
     samples = []
     for exchange in app.tool_calls()[before:]:
-        call_id = exchange.request.json()["call_id"]
+        call_id = exchange.json()["call_id"]
         if call_id in read_at:
             samples.append(round((read_at[call_id] - exchange.replied_at) * 1000.0, 3))
-    inside = [r.reply_to_output_ms for r in _records(out_dir / "bench-tools-delivery.log")]
+    inside = [r.reply_to_output_ms for _, r in records(read_log(run.log_path), ToolDeliveredReport)]
     return {
         "samples_ms": samples,
-        "delivery_ms": summary(samples),
+        "delivery_ms": stats(samples),
         "bridge_samples_ms": inside,
-        "bridge_ms": summary(inside),
+        "bridge_ms": stats(inside),
         "calls": calls,
     }
 
 
-def _records(log_path: Path) -> list[ToolDeliveredReport]:
-    found = []
-    for line in log_path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            extra = json.loads(line).get("record", {}).get("extra", {})
-            if (record := read_record(ToolDeliveredReport, extra)) is not None:
-                found.append(record)
-    return found
-
-
-async def filler(
-    out_dir: Path, app: SimApplication, app_url: str, n: int, conc: int
-) -> dict[str, Any]:
+async def filler(out_dir: Path, application: Application, n: int, conc: int) -> dict[str, Any]:
     options = SimUpstreamOptions(
         reply_ms=1200, tool_calls=(SimToolCall(1, "slow_lookup", '{"order_id": "7"}'),)
     )
@@ -314,12 +239,12 @@ async def filler(
         utterances=(Utterance(800, 1, AfterAiEnds(turn=1, delay_ms=400)),),
         hangup=AfterAiEnds(turn=3, delay_ms=300),
     )
+    app = application.app
     before = len(app.tool_calls())
     run = await run_calls(
         "filler",
         out_dir=out_dir,
-        app=app,
-        app_url=app_url,
+        application=application,
         options=options,
         script=script,
         calls=n,
@@ -334,7 +259,7 @@ async def filler(
     }
     replied = {}
     for exchange in app.tool_calls()[before:]:
-        replied[exchange.request.json()["call_id"]] = exchange.replied_at
+        replied[exchange.json()["call_id"]] = exchange.replied_at
     call_of = {
         e["response_id"]: e["item"]["call_id"]
         for s in run.sim.sessions
@@ -355,16 +280,14 @@ async def filler(
     return {
         "calls": n,
         "fillers": fillers,
-        "silence_before_filler_ms": summary(silence),
-        "answer_after_result_ms": summary(answer_after),
+        "silence_before_filler_ms": stats(silence),
+        "answer_after_result_ms": stats(answer_after),
         "answers_after_filler": ordered,
         "samples": {"silence_ms": silence, "answer_after_result_ms": answer_after},
     }
 
 
-async def end_call(
-    out_dir: Path, app: SimApplication, app_url: str, n: int, conc: int
-) -> dict[str, Any]:
+async def end_call(out_dir: Path, application: Application, n: int, conc: int) -> dict[str, Any]:
     results: dict[str, Any] = {"runs": 0, "cut": 0, "problems": []}
     halves = {"said": (n + 1) // 2, "asked": n // 2}
     for variant, count in halves.items():
@@ -379,18 +302,15 @@ async def end_call(
         script = CallerScript(
             utterances=(Utterance(800, 1, AfterAiEnds(turn=1, delay_ms=400)),), hangup=At(40_000)
         )
-        before = len(app.rest_exchanges())
         run = await run_calls(
             f"end-call-{variant}",
             out_dir=out_dir,
-            app=app,
-            app_url=app_url,
+            application=application,
             options=options,
             script=script,
             calls=count,
             concurrency=conc,
         )
-        rests = app.rest_exchanges()[before:]
         audio = {
             i.id: i.audio_ms
             for s in run.sim.sessions
@@ -403,12 +323,12 @@ async def end_call(
             goodbye = segments[-1].item_id if segments else None
             heard = report.heard_ms_by_item.get(goodbye or "", 0.0)
             whole = goodbye is not None and heard >= audio.get(goodbye, 0) - 0.5
-            rest = [r for r in rests if report.call_sid in r.request.path]
+            rest = application.rest.hangups_for(report.call_sid)
             closed_at = caller.origin + (report.close.t_ms / 1000.0 if report.close else 1e9)
             in_order = (
                 len(rest) == 1
-                and segments[-1].end <= rest[0].request.received_at + 1e-3
-                and (rest[0].replied_at <= closed_at + 1e-3)
+                and segments[-1].end <= rest[0].received_at + 1e-3
+                and rest[0].received_at <= closed_at + 1e-3
             )
             closed_ok = report.close is not None and (report.close.by, report.close.code) == (
                 "bridge",
@@ -429,49 +349,49 @@ async def end_call(
     return results
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
+def _stats_row(label: str, figures: dict[str, Any], target: str, ok: bool | None) -> list[str]:
+    return [
+        label,
+        str(figures["n"]),
+        cell(figures["p50"]),
+        cell(figures["p95"]),
+        cell(figures["max"]),
+        target,
+        verdict(ok),
+    ]
 
 
 def table(data: dict[str, Any]) -> str:
-    rows = ["| metric | n | p50 | p95 | max | target | result |", "|---|---|---|---|---|---|---|"]
+    rows: list[list[str]] = []
     if "delivery" in data:
         b = data["delivery"]["bridge_ms"]
-        rows.append(
-            f"| the bridge's share: reply read → output written (ms) | {b['n']} | {b['p50']:.2f} | "
-            f"{b['p95']:.2f} | {b['max']:.2f} | | |"
-        )
+        rows.append(_stats_row("the bridge's share: reply read → output written (ms)", b, "", None))
         d = data["delivery"]["delivery_ms"]
         ok = d["n"] > 0 and d["p95"] <= 5.0
-        rows.append(
-            f"| output delivered: app reply written → upstream read the output (ms) | {d['n']} | "
-            f"{d['p50']:.2f} | {d['p95']:.2f} | {d['max']:.2f} | p95 ≤ 5 ms | {_verdict(ok)} |"
-        )
+        label = "output delivered: app reply → upstream read the output (ms)"
+        rows.append(_stats_row(label, d, "p95 ≤ 5 ms", ok))
     if "filler" in data:
         f = data["filler"]
         s = f["silence_before_filler_ms"]
-        ok = s["n"] == f["calls"] and s["max"] <= 1000.0
-        rows.append(
-            f"| silence: function call → filler heard, 3 s tool (ms) | {s['n']} | {s['p50']:.0f} | "
-            f"{s['p95']:.0f} | {s['max']:.0f} | ≤ 1000 ms, once per wait | {_verdict(ok)} |"
-        )
+        ok = s["n"] == f["calls"] and s["max"] is not None and s["max"] <= 1000.0
+        label = "silence: function call → filler heard, 3 s tool (ms)"
+        rows.append(_stats_row(label, s, "≤ 1000 ms, once per wait", ok))
         a = f["answer_after_result_ms"]
         ok = a["n"] == f["calls"] and f["answers_after_filler"] == f["calls"]
         rows.append(
-            f"| answer: app reply → answer heard (ms) | {a['n']} | {a['p50']:.0f} | "
-            f"{a['p95']:.0f} | {a['max']:.0f} | follows the result | {_verdict(ok)} |"
+            _stats_row("answer: app reply → answer heard (ms)", a, "follows the result", ok)
         )
     if "end_call" in data:
         e = data["end_call"]
         ok = e["cut"] == 0 and e["runs"] > 0
         rows.append(
-            f"| end_call: goodbyes cut | {e['runs']} | | | {e['cut']} | 0 | {_verdict(ok)} |"
+            ["end_call: goodbyes cut", str(e["runs"]), "", "", str(e["cut"]), "0", verdict(ok)]
         )
-    return "\n".join(rows)
+    return format_table(("metric", "n", "p50", "p95", "max", "target", "result"), rows)
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    out_dir = Path(args.out).parent
+async def main_async(args: Any) -> dict[str, Any]:
+    out_dir = args.out.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     app = SimApplication(
         secrets.token_hex(16),
@@ -480,51 +400,46 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "slow_lookup": ToolBehaviour(delay_s=3.0),
         },
     )
-    data: dict[str, Any] = {"args": vars(args)}
-    wall0, busy0, self0 = trio.current_time(), _machine_busy_s(), _cpu_s()
+    rest = SimTwilioRest()
+    data: dict[str, Any] = {}
+    before = cpu_snapshot({"bench": "self"})
     async with trio.open_nursery() as nursery:
         app_url = await nursery.start(app.serve)
+        host, port = await nursery.start(serve_http, rest, "127.0.0.1", 0, HttpLimits())
+        rest.url = f"http://{host}:{port}"
+        application = Application(app, app_url, rest, secrets.token_hex(8))
         if args.delivery:
-            data["delivery"] = await delivery(
-                out_dir, app, app_url, args.delivery, args.concurrency
-            )
+            data["delivery"] = await delivery(out_dir, application, args.delivery, args.concurrency)
         if args.filler:
-            data["filler"] = await filler(out_dir, app, app_url, args.filler, args.concurrency)
+            data["filler"] = await filler(out_dir, application, args.filler, args.concurrency)
         if args.end_call:
-            data["end_call"] = await end_call(out_dir, app, app_url, args.end_call, 10)
+            data["end_call"] = await end_call(out_dir, application, args.end_call, 10)
         nursery.cancel_scope.cancel()
     data["bad_signatures"] = app.bad_signatures
-    wall = trio.current_time() - wall0
-    ours = (_cpu_s() - self0) + sum(BRIDGE_CPU.values())
-    data["load"] = {
-        "wall_s": round(wall, 1),
-        "bench_and_bridges_cpu_pct_of_a_core": round(100 * ours / wall, 1),
-        "other_processes_cpu_pct_of_a_core": round(
-            100 * (_machine_busy_s() - busy0 - ours) / wall, 1
-        ),
-        "cores": os.cpu_count(),
-    }
+    data["cpu"] = cpu_usage(before, cpu_snapshot({"bench": "self"}))
+    data["bridge_cpu_s"] = {name: round(cpu_s, 2) for name, cpu_s in BRIDGE_CPU.items()}
     return data
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="out/bench-tools.json")
+    parser = bench_parser("tools", __doc__, Path("out/bench-tools.json"))
     parser.add_argument("--delivery", type=int, default=50, help="tool calls measured (5 a call)")
     parser.add_argument("--filler", type=int, default=20, help="calls with a 3 s tool")
     parser.add_argument("--end-call", type=int, default=50, help="calls ended by end_call")
     parser.add_argument("--concurrency", type=int, default=5, help="calls at once")
     args = parser.parse_args(argv)
-    configure_logging(level="WARNING")
+    configure_bench_logging()
+    started = time.monotonic()
     data = trio.run(main_async, args)
-    Path(args.out).write_text(json.dumps(data, indent=2))
     text = table(data)
     print(text)
-    load = data["load"]
+    report = build_report(
+        "tools", argv, {"args": vars(args) | {"out": str(args.out)}}, data, started
+    )
+    write_report(args.out, report)
     print(
-        f"\n{load['wall_s']} s; this bench and its bridges used "
-        f"{load['bench_and_bridges_cpu_pct_of_a_core']}% of a core, other processes "
-        f"{load['other_processes_cpu_pct_of_a_core']}% ({load['cores']} cores)."
+        f"\n{report['duration_s']:.0f} s; {describe_cpu(data['cpu'])}; the bridges used "
+        f"{sum(BRIDGE_CPU.values()):.1f} CPU s."
     )
     print(f"JSON: {args.out}; bad signatures seen by the application: {data['bad_signatures']}")
     return 0 if "FAIL" not in text and data["bad_signatures"] == 0 else 1
