@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint layers typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate bench-tools clean
+.PHONY: install demo test lint layers typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate bench-reconnect bench-tools chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-tools
+bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-reconnect bench-tools
 
 # Each benchmark writes JSON to out/ and its printed table to out/<name>.txt.
 bench-bargein: $(STAMP)
@@ -60,6 +60,16 @@ bench-vad: $(STAMP)
 bench-gate: $(STAMP)
 	mkdir -p out
 	$(BIN)/python -m bench.gate_cost --out out/bench-gate.json | tee out/bench-gate.txt
+
+# Upstream closes and stalls in real time (20 each), then a two-hour call in virtual time.
+bench-reconnect: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.reconnect --out out/bench-reconnect.json | tee out/bench-reconnect.txt
+
+# 10,000 seeded fault schedules on every core (`make test` runs 200 of them).
+chaos: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.chaos --schedules 10000 --out out/bench-chaos.json | tee out/bench-chaos.txt
 
 bench-tools: $(STAMP)
 	mkdir -p out

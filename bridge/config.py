@@ -620,10 +620,10 @@ class BridgeConfig:
     heartbeat_interval_s: float = setting(
         "BRIDGE_HEARTBEAT_S",
         # A ping may stay unanswered for one interval: under 1 s, ordinary jitter would
-        # make stalls of round trips. 1 s finds a stalled session within 2 s.
+        # make stalls of round trips. 1 s finds a stalled session within 1.5 s.
         Float(1.0, 300.0, "seconds"),
         1.0,
-        "Upstream quiet this long gets a ping; unanswered as long, the session is replaced (stall).",
+        "Upstream quiet for half of this gets a ping; unanswered for this, the session is replaced (stall).",
     )
     heartbeat_timeout_s: float = 1.0
     """How long a ping may go unanswered; ``load_config`` makes it ``BRIDGE_HEARTBEAT_S``."""
@@ -659,7 +659,8 @@ class BridgeConfig:
         "BRIDGE_COMFORT_AFTER_MS",
         Int(100, 10000, "ms"),
         700,
-        "While the upstream heals: silence at the caller before the hold phrase plays (once).",
+        "While the upstream heals: silence at the caller before the hold phrase plays (once; "
+        "then a soft cue after every 1.2 s of silence).",
     )
     hold_audio_wav: str | None = setting(
         "BRIDGE_HOLD_AUDIO_WAV",

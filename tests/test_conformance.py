@@ -25,7 +25,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from bridge.audio import mulaw
 from bridge.audio.synth import speech_like_ulaw
 from bridge.core.actions import SendUpstream
-from bridge.core.realtime_client import ClientEvent, encode
+from bridge.core.ending import CallEnd, EndReason
+from bridge.core.realtime_client import ClientEvent, ReplayMessage, encode
 from bridge.core.twilio import Media
 from bridge.sim.script import AfterAiStarts, At, CallerScript, Utterance
 from bridge.sim.upstream import SimSession, SimUpstream, SimUpstreamOptions
@@ -305,6 +306,60 @@ def test_every_client_event_type_the_core_makes_conforms() -> None:
     for event in events:
         assert_client_frame_conforms(encode(event))
     assert {e.TYPE for e in events} == BRIDGE_CLIENT_EVENT_TYPES
+
+
+def test_the_replay_after_a_lost_session_and_its_corrections_conform() -> None:
+    """A new session is given the conversation as items with ids of the bridge's own; a
+    replayed reply cut later is deleted and inserted again after its predecessor."""
+    driver = Driver.ready()
+    driver.speech_stopped()
+    driver.event(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": "item_user",
+            "content_index": 0,
+            "transcript": "Where is my order?",
+        }
+    )
+    driver.response_created("resp_1")
+    driver.item_added("resp_1", "item_1")
+    driver.event(
+        {
+            "type": "response.output_audio_transcript.delta",
+            "response_id": "resp_1",
+            "item_id": "item_1",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": "It left the warehouse this morning and arrives on Friday.",
+        }
+    )
+    driver.audio("resp_1", "item_1", 3000)
+    driver.audio_done("resp_1", "item_1")
+    driver.play(200)
+    start = len(driver.actions)
+    driver.record(driver.core.on_upstream_lost(driver.now, CallEnd(EndReason.OPENAI_CLOSED)))
+    driver.record(driver.core.on_upstream_open(driver.now))
+    driver.event(
+        {
+            "type": "session.updated",
+            "session": {
+                "type": "realtime",
+                "audio": {
+                    "input": {"format": {"type": "audio/pcmu"}},
+                    "output": {"format": {"type": "audio/pcmu"}},
+                },
+            },
+        }
+    )
+    driver.play(1000)
+    driver.speech_started()
+    events = [a.event for a in driver.actions[start:] if isinstance(a, SendUpstream)]
+    events += [e for plan in driver.barge_ins() for e in plan.upstream]
+    replays = [e for e in events if isinstance(e, ReplayMessage)]
+    assert len(replays) == 3  # the caller's words, the AI's, and the AI's cut again
+    assert replays[-1].previous_item_id == replays[0].item_id
+    for event in events:
+        assert_client_frame_conforms(encode(event))
 
 
 async def test_pcm16_session_update_and_appends_conform(

@@ -11,10 +11,10 @@ import random
 from bridge.audio.synth import speech_like_ulaw
 from bridge.core import realtime as rt
 from bridge.core import twilio
-from bridge.core.actions import DropUpstream, SendUpstream
+from bridge.core.actions import BargeIn, DropUpstream, SendUpstream
 from bridge.core.call import GARBAGE_RUN_LIMIT
 from bridge.core.ending import CallEnd, EndReason
-from bridge.core.realtime_client import InputAudioAppend, ReplayMessage, ResponseCreate
+from bridge.core.realtime_client import InputAudioAppend, ItemDelete, ReplayMessage, ResponseCreate
 from bridge.core.reconnect import FIRST_BACKOFF_S, JITTER, ReconnectBudget
 from bridge.core.watchdogs import ReplyDue, ReplyWatch
 from tests.core_driver import Driver
@@ -411,3 +411,78 @@ def test_a_long_outage_gets_the_hold_phrase_once_then_soft_cues() -> None:
     reopen(driver)
     drive_timers(driver, lost_at + 20.0)
     assert driver.core.statistics().comfort_cues == stats.comfort_cues
+
+
+def test_a_replayed_reply_cut_while_it_still_plays_is_replaced_by_what_was_heard() -> None:
+    driver = Driver.ready()
+    caller_turn(driver, "item_u1", "Where is my order?")
+    text = "Your order left the warehouse this morning and arrives on Friday."
+    speak(driver, "resp_1", "item_a1", text, 4000)
+    driver.audio_done("resp_1", "item_a1")
+    driver.play(500)
+    driver.record(driver.core.on_upstream_lost(driver.now, LOST))
+    sent = reopen(driver)
+    [given] = [
+        a.event for a in sent if isinstance(a.event, ReplayMessage) and a.event.role == "assistant"
+    ]
+    assert given.text == text  # all its audio was received: all of it will play
+    driver.play(1500)
+    # The caller cuts in while the old session's audio still plays (2 s of 4 s heard).
+    barge = driver.speech_started()
+    events = [e for b in barge if isinstance(b, BargeIn) for e in b.upstream]
+    delete, replace_with = events
+    assert isinstance(delete, ItemDelete)
+    assert delete.item_id == given.item_id
+    assert isinstance(replace_with, ReplayMessage)
+    assert 0 < len(replace_with.text) < len(text) // 2 + 8
+    assert text.startswith(replace_with.text)
+    user_item = next(
+        a.event for a in sent if isinstance(a.event, ReplayMessage) and a.event.role == "user"
+    )
+    assert replace_with.previous_item_id == user_item.item_id
+    assert replace_with.item_id != given.item_id
+
+
+def test_a_hold_phrase_that_started_ends_before_the_model_speaks_again() -> None:
+    driver = Driver.ready(comfort_after_ms=700, hold_audio=HOLD)
+    driver.record(driver.core.on_upstream_lost(driver.now, LOST))
+    drive_timers(driver, driver.now + 0.7)
+    driver.play(100)  # the hold phrase starts
+    reopen(driver)
+    speak(driver, "resp_2", "item_a2", "As I was saying", 500)
+    driver.play(2000)
+    heard = [f.frame.item_id for f in driver.sent_frames]
+    hold = [i for i in heard if i.startswith("local_hold_")]
+    assert sum(len(f.frame.payload) for f in driver.sent_frames if f.frame.item_id in hold) == len(
+        HOLD
+    )
+    assert heard.index("item_a2") > max(k for k, i in enumerate(heard) if i in hold)
+
+
+def test_a_hold_phrase_not_started_is_dropped_when_the_model_speaks() -> None:
+    driver = Driver.ready(reply_timeout_ms=3000, hold_audio=HOLD)
+    caller_turn(driver, "item_u1", "Hello?")
+    drive_timers(driver, driver.now + 4.5)  # the nudge, then the hold phrase is queued
+    assert driver.logs("HOLD_PHRASE")
+    speak(driver, "resp_1", "item_a1", "Hello!", 500)  # before any of it was sent
+    driver.play(1000)
+    assert [
+        f.frame.item_id for f in driver.sent_frames if f.frame.item_id.startswith("local_")
+    ] == []
+
+
+def test_a_session_expired_error_heals_like_the_caps_close() -> None:
+    driver = Driver.ready()
+    driver.event(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "code": "session_expired",
+                "message": "Your session hit the maximum duration of 60 minutes.",
+            },
+        }
+    )
+    [drop] = [a for a in driver.actions if isinstance(a, DropUpstream)]
+    assert drop.end.reason.upstream_can_heal
+    assert driver.ended() == []

@@ -192,6 +192,27 @@ async def test_frames_have_twilio_shapes_types_and_real_time_cadence(
     assert [e.t_ms for e in speech] == pytest.approx([100.0, 500.0], abs=1e-3)
 
 
+async def test_jitter_delays_frames_without_drifting(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    peers: list[Peer] = []
+    url = await _serve(nursery, _idle, peers, [])
+    options = CallerOptions(
+        url=url, script=CallerScript(hangup=At(ms=10_000)), jitter_ms=60.0, jitter_seed=3
+    )
+    with trio.fail_after(30):
+        report = await SimCaller(options).run()
+    (peer,) = peers
+    t_start = peer.events("start")[0][0]
+    lateness = [t - t_start - 0.02 * (k + 1) for k, (t, _) in enumerate(peer.events("media"))]
+    assert report.media_sent == len(lateness) == 500
+    # Each frame leaves at most 60 ms after its audio was captured, never before, and the
+    # delays do not add up over the call.
+    assert min(lateness) >= -1e-9
+    assert max(lateness) <= 0.060 + 1e-6
+    assert sum(1 for late in lateness if late > 0.005) > 100
+
+
 async def test_marks_echo_when_played_and_clear_echoes_the_rest(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:

@@ -62,6 +62,18 @@ def _quiet_from(segments: list[PlayedSegment], t: float) -> float:
     return quiet
 
 
+def _new_session_heard(seen: Observation, lost_at: float, t0: float, t1: float) -> bool:
+    """Whether audio of a session opened after ``lost_at`` started playing in [t0, t1]."""
+    items = {
+        item_id
+        for session in seen.sessions
+        if session.opened_at >= lost_at
+        for response in session.responses.values()
+        for item_id in response.items
+    }
+    return any(t0 <= s.start <= t1 and s.item_id in items for s in seen.segments)
+
+
 def no_dead_air(seen: Observation) -> Iterable[str]:
     segments = sorted(seen.segments, key=lambda s: s.start)
     ended = [line.t for line in seen.lines_tagged("CALL_END")]
@@ -75,22 +87,25 @@ def no_dead_air(seen: Observation) -> Iterable[str]:
         healed_at = min((t for t, _ in restores if t >= lost.t), default=math.inf)
         # Healed with nothing owed (nobody was being answered): the quiet is the caller's.
         owes = any(r.resumed_reply or r.answered_turn for t, r in restores if t == healed_at)
+        done_at = min(call_over, math.inf if owes else healed_at)
         quiet = _quiet_from(segments, lost.t)
-        while quiet < call_over:
+        while quiet < done_at and not _new_session_heard(seen, lost.t, healed_at, quiet):
             audio = min((s.start for s in segments if s.start > quiet), default=math.inf)
             speech = [span for span in seen.caller_speech if span[1] > quiet]
-            speaks = min((start for start, _ in speech), default=math.inf)
-            nothing_owed = healed_at if not owes else math.inf
-            sound = min(audio, call_over, nothing_owed, max(speaks, quiet))
+            speaks = max(quiet, min((start for start, _ in speech), default=math.inf))
+            sound = min(audio, speaks, done_at)
             if sound - quiet > SILENCE_LIMIT_S:
                 yield (
                     f"{sound - quiet:.2f} s of silence from {quiet:.2f} after UPSTREAM_LOST at "
                     f"{lost.t:.2f} ({lost.message})"
                 )
-            if sound != max(speaks, quiet) or sound >= healed_at:
-                break
-            # The caller spoke during the outage: the silence after it counts again.
-            quiet = _quiet_from(segments, min(end for start, end in speech if start <= sound))
+            if sound >= healed_at or sound == done_at:
+                break  # the AI or the caller speaks again in a healed call, or it is over
+            # Still healing: comfort audio played, or the caller spoke; then the line
+            # falls quiet again, and that silence counts too.
+            if sound == speaks:
+                quiet = min(end for start, end in speech if start <= sound)
+            quiet = _quiet_from(segments, max(quiet, sound))
 
 
 def one_voice_at_a_time(seen: Observation) -> Iterable[str]:
@@ -146,7 +161,9 @@ def replay_is_what_was_heard(seen: Observation) -> Iterable[str]:
         replay = [
             (str(item.role), item.transcript)
             for item in session.conversation
-            if item.client_item is not None and item.role in ("user", "assistant")
+            if item.client_item is not None
+            and item.role in ("user", "assistant")
+            and not item.deleted
         ]
         for role, text in replay:
             if role == "user" and text not in caller_said:

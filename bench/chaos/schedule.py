@@ -128,9 +128,9 @@ def schedule_for(seed: int) -> Schedule:
         for i in range(rng.randint(1, 3))
     )
     script = CallerScript(utterances=utterances, hangup=AfterReply(delay_ms=rng.randint(300, 2000)))
-    max_duration_s = rng.uniform(12.0, 25.0)
+    max_duration_s = rng.uniform(10.0, 18.0)
     faults = sorted(
-        (_upstream_fault(rng, rng.uniform(0.3, 14.0)) for _ in range(rng.choice((0, 1, 1, 2, 3)))),
+        (_upstream_fault(rng, rng.uniform(0.3, 10.0)) for _ in range(rng.choice((0, 1, 1, 2, 3)))),
         key=lambda f: f.at_s,
     )
     # A refusal takes effect at the next handshake; when it comes first, a close follows it.
@@ -139,7 +139,7 @@ def schedule_for(seed: int) -> Schedule:
     lost: tuple[tuple[int, int], ...] = ()
     if rng.random() < 0.25:
         length = rng.choice((60, 200, 1000, 2500, 12_000))
-        lost = ((rng.randint(500, 12_000) // 20 * 20, length),)
+        lost = ((rng.randint(500, 9000) // 20 * 20, length),)
     return Schedule(
         seed=seed,
         script=script,
@@ -150,6 +150,6 @@ def schedule_for(seed: int) -> Schedule:
         upstream_faults=tuple(faults),
         lost_inbound_ms=lost,
         jitter_ms=rng.choice((0.0, 0.0, 20.0, 60.0)),
-        abort_at_s=rng.uniform(1.0, 15.0) if rng.random() < 0.1 else None,
-        notes_at_s=tuple(sorted(rng.uniform(0.5, 12.0) for _ in range(rng.choice((0, 0, 1, 2))))),
+        abort_at_s=rng.uniform(1.0, 12.0) if rng.random() < 0.1 else None,
+        notes_at_s=tuple(sorted(rng.uniform(0.5, 10.0) for _ in range(rng.choice((0, 0, 1, 2))))),
     )

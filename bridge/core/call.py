@@ -110,7 +110,10 @@ BENIGN_ERROR_CODES = frozenset(
         "input_audio_buffer_commit_empty",
     }
 )
-FATAL_ERROR_CODES = frozenset({"beta_api_shape_disabled", "invalid_api_key", "session_expired"})
+FATAL_ERROR_CODES = frozenset({"beta_api_shape_disabled", "invalid_api_key"})
+SESSION_ENDING_ERROR_CODES = frozenset({"session_expired"})
+"""The session is over but the call is not: whether the GA service sends this ``error``
+before its 1001 close at the 60-minute cap is unconfirmed, so either heals the same way."""
 
 MAX_QUEUED_MS = 120_000
 """Local TX queue cap, ms of AI audio; when full the oldest frames are dropped and counted."""
@@ -507,7 +510,8 @@ class CallCore:
             self._foreign_items |= set(self.ledger.items)
             age_s = now - self._session_opened_at
             self._state.session(SessionEvent.REPLACED)
-            actions.append(report("INFO", SessionRecycled(session_age_s=round(age_s, 1))))
+            record = SessionRecycled(round(age_s, 1), at_turn_boundary=self.at_turn_boundary)
+            actions.append(report("INFO", record))
         elif self._state.phase is SessionPhase.LOST:
             self._state.session(SessionEvent.REPLACED)
         self._sessions += 1
@@ -548,7 +552,10 @@ class CallCore:
             # quiet, counted from when it went quiet (the AI's last audio, or the end of the
             # caller's turn a reply is owed for), but never before now.
             if self.ai_speaking:
-                silent_since = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000
+                queued_s = self.ledger.queued_ms() / 1000
+                # Nothing queued: quiet since Twilio's buffer ran out (a stall is found late).
+                play_end = self._pacer.play_end_at
+                silent_since = max(now, play_end) + queued_s if queued_s else play_end
             else:
                 owed = self._reply_watch.owed_since
                 silent_since = max(self._pacer.play_end_at, owed if owed is not None else now)
@@ -598,9 +605,11 @@ class CallCore:
     def _take_over(self, now: float) -> list[Action]:
         """A session just became ready: give it the conversation (notes only, the first
         time), the caller audio that waited for it, then the turn the call is in."""
-        replay = self._conversation.replay()
+        replay = self._conversation.replay(lambda: self._event_id("item"))
         actions: list[Action] = [
-            SendUpstream(ReplayMessage(self._event_id("replay"), entry.role, entry.text))
+            SendUpstream(
+                ReplayMessage(self._event_id("replay"), entry.role, entry.text, entry.item_id)
+            )
             for entry in replay
         ]
         held = self._append_unsent()
@@ -763,8 +772,9 @@ class CallCore:
         self._reply_watch.settle()
         self._response_watch.event(ev.response_id, now)
         if self._hold_queued:
-            # The model speaks again: what is left of the hold phrase is not played.
-            self.ledger.drop_queued_items(LOCAL_ITEM_PREFIX)
+            # The model speaks again: a hold phrase or cue not started is not played; one
+            # that is playing ends first (a phrase cut mid-word sounds like a fault).
+            self.ledger.drop_unstarted_items(LOCAL_ITEM_PREFIX)
             self._hold_queued = False
         active = self._state.active
         if active is not None and active.response_id == ev.response_id:
@@ -891,6 +901,8 @@ class CallCore:
             return [EndCall(CallEnd(EndReason.SESSION_UPDATE_REJECTED, detail))]
         if ev.code in FATAL_ERROR_CODES:
             return [EndCall(CallEnd(EndReason.UPSTREAM_FATAL_ERROR, detail))]
+        if ev.code in SESSION_ENDING_ERROR_CODES:
+            return [DropUpstream(CallEnd(EndReason.OPENAI_CLOSED, detail))]
         if ev.event_id is not None:
             # Our request collided with a response we did not know about: ask again later.
             collided = ev.code == "conversation_already_has_active_response"
@@ -1097,11 +1109,13 @@ class CallCore:
             heard_ms = self.ledger.heard_bytes(item.item_id, now) // BYTES_PER_MS
             fully_heard = item.audio_done and heard_ms * BYTES_PER_MS >= item.received_bytes
             if item.item_id.startswith(LOCAL_ITEM_PREFIX) or item.item_id in self._foreign_items:
-                # Not in this session's conversation: nothing to tell the model.
+                # Not in this session's conversation as audio; but if it was replayed to it
+                # as text while it still played, that text is replaced by what was heard.
                 if not fully_heard and item.received_bytes:
                     self._conversation.assistant_cut(
                         item.item_id, heard_ms * BYTES_PER_MS / item.received_bytes
                     )
+                    upstream += self._correct_replay(item.item_id)
                 self.ledger.finalize(item.item_id)
                 continue
             if not fully_heard:
@@ -1143,6 +1157,23 @@ class CallCore:
             held=False,
             caller_speech_ms=self._input_clock.to_twilio_ms(audio_start_ms),
         )
+
+    def _correct_replay(self, item_id: str) -> list[ClientEvent]:
+        fix = self._conversation.correction(item_id, self._event_id("item"))
+        if fix is None:
+            return []
+        events: list[ClientEvent] = [ItemDelete(self._event_id("delete"), fix.old_item_id)]
+        if fix.new_item_id is not None:
+            events.append(
+                ReplayMessage(
+                    self._event_id("replay"),
+                    "assistant",
+                    fix.text,
+                    fix.new_item_id,
+                    previous_item_id=fix.previous_item_id,
+                )
+            )
+        return events
 
     # -- application notes ----------------------------------------------------------------
 

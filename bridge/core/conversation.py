@@ -27,6 +27,7 @@ The replay is bounded: the newest entries, at most :data:`MAX_REPLAY_ITEMS` and
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +49,9 @@ class Entry:
     text: str
     heard_fraction: float = 1.0
     """For assistant items: the share of its audio the caller heard (1.0 = all)."""
+    replayed_as: str | None = None
+    """Its item id in the current session, if it was given to that session as text."""
+    replayed_text: str = ""
 
     @property
     def spoken_text(self) -> str:
@@ -66,6 +70,21 @@ class Entry:
 class ReplayEntry:
     role: Role
     text: str
+    item_id: str
+    """The id it is given in the new session."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayCorrection:
+    """A replayed assistant item was cut after the replay (its audio was still playing when
+    the caller barged in): the session must have ``old_item_id`` replaced by ``text``."""
+
+    old_item_id: str
+    new_item_id: str | None
+    """``None`` when nothing of it remains (the item is only deleted)."""
+    text: str
+    previous_item_id: str
+    """Where the new item goes: after the replayed entry before it, or ``"root"``."""
 
 
 class Conversation:
@@ -134,17 +153,44 @@ class Conversation:
         entry = self._by_item.get(item_id)
         return "" if entry is None else entry.spoken_text
 
-    def replay(self) -> list[ReplayEntry]:
-        """The newest entries with something to say, oldest first, within the bounds."""
-        chosen: list[ReplayEntry] = []
+    def replay(self, new_item_id: Callable[[], str]) -> list[ReplayEntry]:
+        """The newest entries with something to say, oldest first, within the bounds, for a
+        new session (``new_item_id`` names each item there)."""
+        chosen: list[Entry] = []
         chars = 0
+        for entry in self._entries:
+            entry.replayed_as = None
         for entry in reversed(self._entries):
             text = entry.spoken_text.strip()
             if not text:
                 continue
             if len(chosen) >= MAX_REPLAY_ITEMS or chars + len(text) > MAX_REPLAY_CHARS:
                 break
-            chosen.append(ReplayEntry(entry.role, text))
+            chosen.append(entry)
             chars += len(text)
         chosen.reverse()
-        return chosen
+        replay = []
+        for entry in chosen:
+            entry.replayed_as, entry.replayed_text = new_item_id(), entry.spoken_text.strip()
+            replay.append(ReplayEntry(entry.role, entry.replayed_text, entry.replayed_as))
+        return replay
+
+    def correction(self, item_id: str, new_item_id: str) -> ReplayCorrection | None:
+        """What the current session must be told after a cut of ``item_id``, if it was
+        given that item as text and what the caller heard of it is now shorter."""
+        entry = self._by_item.get(item_id)
+        if entry is None or entry.replayed_as is None:
+            return None
+        text = entry.spoken_text.strip()
+        if text == entry.replayed_text:
+            return None
+        previous = "root"
+        for other in self._entries:
+            if other is entry:
+                break
+            if other.replayed_as is not None:
+                previous = other.replayed_as
+        old = entry.replayed_as
+        entry.replayed_as = new_item_id if text else None
+        entry.replayed_text = text
+        return ReplayCorrection(old, entry.replayed_as, text, previous)

@@ -396,13 +396,23 @@ class PlayoutLedger:
         """Put held frames back at the front of the queue, in order."""
         self.queue.extendleft(reversed(held))
 
-    def drop_queued_items(self, prefix: str) -> int:
-        """Drop the queued (not yet sent) audio of every item whose id starts with
-        ``prefix``; returns the frames dropped."""
-        kept = [f for f in self.queue if not f.item_id.startswith(prefix)]
+    def drop_unstarted_items(self, prefix: str) -> int:
+        """Drop every item whose id starts with ``prefix`` and of which nothing has been
+        sent yet (an item already playing plays to its end); returns the frames dropped."""
+        queued: dict[str, int] = {}
+        for frame in self.queue:
+            if frame.item_id.startswith(prefix):
+                queued[frame.item_id] = queued.get(frame.item_id, 0) + len(frame.payload)
+        unstarted = {
+            item_id
+            for item_id, size in queued.items()
+            if item_id in self.items and size >= self.items[item_id].received_bytes
+        }
+        if not unstarted:
+            return 0
+        kept = [f for f in self.queue if f.item_id not in unstarted]
         dropped = len(self.queue) - len(kept)
-        if dropped:
-            self.queue = deque(kept)
+        self.queue = deque(kept)
         return dropped
 
     def finalize(self, item_id: str) -> None:

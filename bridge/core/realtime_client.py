@@ -134,6 +134,10 @@ class ReplayMessage:
     event_id: str
     role: Literal["user", "assistant", "system"]
     text: str
+    item_id: str
+    """Chosen by the bridge (up to 32 characters) so that the item can be replaced later."""
+    previous_item_id: str | None = None
+    """Insert after this item (``"root"``: first); ``None`` appends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,15 +239,19 @@ def _system_message(event: SystemMessage) -> dict[str, Any]:
 
 def _replay_message(event: ReplayMessage) -> dict[str, Any]:
     content_type = "output_text" if event.role == "assistant" else "input_text"
-    return {
+    message: dict[str, Any] = {
         "type": event.TYPE,
         "event_id": event.event_id,
         "item": {
+            "id": event.item_id,
             "type": "message",
             "role": event.role,
             "content": [{"type": content_type, "text": event.text}],
         },
     }
+    if event.previous_item_id is not None:
+        message["previous_item_id"] = event.previous_item_id
+    return message
 
 
 def _dumps(obj: dict[str, Any]) -> str:

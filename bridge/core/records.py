@@ -302,13 +302,16 @@ class UpstreamRestored:
 
 @dataclass(frozen=True, slots=True)
 class SessionRecycled:
-    """A session was replaced at a turn boundary before the service's session cap."""
+    """A session was replaced before the service's session cap: at a turn boundary, or
+    (``at_turn_boundary`` false) forced shortly before the cap because none came."""
 
     TAG: ClassVar[str] = "SESSION_RECYCLED"
     session_age_s: float
+    at_turn_boundary: bool
 
     def text(self) -> str:
-        return f"session replaced at a turn boundary after {self.session_age_s:.0f} s"
+        where = "at a turn boundary" if self.at_turn_boundary else "with no turn boundary"
+        return f"session replaced {where} after {self.session_age_s:.0f} s"
 
 
 @dataclass(frozen=True, slots=True)

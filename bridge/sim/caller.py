@@ -411,7 +411,9 @@ class SimCaller:
             if frame_end > hangup_at + TIME_EPS_S:
                 return "script"
             if self._jitter is not None:
-                await trio.sleep(self._jitter.uniform(0.0, self.options.jitter_ms) / 1000.0)
+                # Late by up to jitter_ms after its capture; the frames behind wait for it.
+                late_s = self._jitter.uniform(0.0, self.options.jitter_ms) / 1000.0
+                await trio.sleep_until(self._trio_time(frame_end + late_s))
             await self._advance()
             turns = self.playback.turns
             for start, speech in scheduler.schedule(frame_start, turns):

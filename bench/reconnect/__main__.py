@@ -1,0 +1,5 @@
+import sys
+
+from bench.reconnect.cli import main
+
+sys.exit(main())
