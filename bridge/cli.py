@@ -54,9 +54,13 @@ _OUT_RATE: Final = Int(8000, 48000, "Hz")
 _MAX_DURATION: Final = Float(0.1, 3600.0, "seconds")
 _NOISE_DBFS: Final = Float(-120.0, 0.0, "dBFS")
 _SCRIPTS: Final = "demo, talk, listen or listen:SECONDS"
+SIM_DELAY_MS: Final = Float(0.0, 60_000.0, "ms")
+SIM_SESSION_MAX_S: Final = Float(1.0, 86_400.0, "seconds")
+SIM_REFUSALS: Final = Int(0, 100)
 _FAULTS: Final = (
     "comma-separated faults such as close1011@3000, error:CODE@1500 or stall@2500+1000 "
-    "(kinds: close, malformed, notype, unknown, error, stall)"
+    "(kinds: close, malformed, notype, unknown, error, stall); error@1500,close1011@1500 is "
+    "a server error followed by a close"
 )
 _LISTEN_ERRNOS: Final = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
@@ -133,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", dest="sim_host", default="127.0.0.1")
     sim.add_argument("--port", dest="sim_port", default="9000", help=PORT.allowed)
     sim.add_argument("--fault", default="", help=_FAULTS)
+    sim.add_argument(
+        "--handshake-delay-ms", default="0", help=f"each handshake waits: {SIM_DELAY_MS.allowed}"
+    )
+    sim.add_argument(
+        "--session-max-s",
+        default="",
+        help=f"close each session with 1001 at this age, as the service does at 60 minutes: "
+        f"{SIM_SESSION_MAX_S.allowed}",
+    )
+    sim.add_argument(
+        "--refuse-reconnects",
+        default="0",
+        help=f"answer this many handshakes after the first with HTTP 503: {SIM_REFUSALS.allowed}",
+    )
     _add_logging_flags(sim)
     return parser
 
@@ -187,7 +205,7 @@ def _prepare(
         case _:
             host = parse_value(Host(), "--host", args.sim_host)
             port = parse_value(PORT, "--port", args.sim_port)
-            return _sim_upstream(host, port, args.fault), (host, port)
+            return _sim_upstream(host, port, args), (host, port)
 
 
 def listen_failure(error: BaseException, host: str, port: int) -> str | None:
@@ -326,14 +344,28 @@ def _demo(args: argparse.Namespace, config: BridgeConfig) -> Command:
     return demo
 
 
-def _sim_upstream(host: str, port: int, fault_specs: str) -> Command:
+def _sim_upstream(host: str, port: int, args: argparse.Namespace) -> Command:
     from bridge.sim.upstream import SimUpstreamOptions, run_sim_upstream
     from bridge.sim.upstream_faults import parse_fault_plan
 
-    faults = parse_value(_FunctionParser(parse_fault_plan, _FAULTS), "--fault", fault_specs)
+    faults = parse_value(_FunctionParser(parse_fault_plan, _FAULTS), "--fault", args.fault)
+    options = SimUpstreamOptions(
+        host=host,
+        port=port,
+        faults=faults,
+        handshake_delay_ms=parse_value(
+            SIM_DELAY_MS, "--handshake-delay-ms", args.handshake_delay_ms
+        ),
+        session_max_s=(
+            parse_value(SIM_SESSION_MAX_S, "--session-max-s", args.session_max_s)
+            if args.session_max_s
+            else None
+        ),
+        refuse_reconnects=parse_value(SIM_REFUSALS, "--refuse-reconnects", args.refuse_reconnects),
+    )
 
     async def sim_upstream() -> int:
-        await run_sim_upstream(SimUpstreamOptions(host=host, port=port, faults=faults))
+        await run_sim_upstream(options)
         return 0
 
     return sim_upstream

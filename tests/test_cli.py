@@ -155,7 +155,22 @@ def closed_port() -> int:
             {},
             "--fault='explode@100': must be comma-separated faults such as close1011@3000, "
             "error:CODE@1500 or stall@2500+1000 (kinds: close, malformed, notype, unknown, "
-            "error, stall)",
+            "error, stall); error@1500,close1011@1500 is a server error followed by a close",
+        ),
+        (
+            ["sim-upstream", "--handshake-delay-ms", "-5"],
+            {},
+            "--handshake-delay-ms='-5': must be a finite number of ms in 0..60000",
+        ),
+        (
+            ["sim-upstream", "--session-max-s", "0"],
+            {},
+            "--session-max-s='0': must be a finite number of seconds in 1..86400",
+        ),
+        (
+            ["sim-upstream", "--refuse-reconnects", "x"],
+            {},
+            "--refuse-reconnects='x': must be an integer in 0..100",
         ),
     ],
 )

@@ -10,14 +10,22 @@ from __future__ import annotations
 import trio
 from trio.testing import MockClock
 
+from bridge.config import BridgeConfig
+from bridge.core.call import GARBAGE_RUN_LIMIT
 from bridge.core.ending import EndReason
-from bridge.core.records import UpstreamRestored, read_record
+from bridge.core.records import SessionRecycled, UpstreamLost, UpstreamRestored, read_record
+from bridge.runtime.services import hold_audio
 from bridge.sim.caller import SimCaller
 from bridge.sim.report import CallerReport
 from bridge.sim.script import AfterReply, At, CallerScript, Utterance
 from bridge.sim.upstream import SimSession, SimUpstreamOptions
 from tests.conftest import LogCapture
 from tests.harness import Rig, call_tasks_alive, start_rig
+
+
+def handle_hold_audio() -> bytes:
+    """The shipped hold phrase, as the bridge plays it (μ-law, 8 bytes/ms)."""
+    return hold_audio(BridgeConfig())
 
 
 def replayed(session: SimSession) -> list[tuple[str, str]]:
@@ -65,10 +73,18 @@ async def _call_with_a_broken_session(
         await trio.sleep(break_after_ms / 1000.0)
         broke_at = trio.current_time()
         rig.sim.refuse_next(refuse, refuse_status)
-        if how == "close":
-            session.close(1011)
-        else:
-            session.stall()
+        match how:
+            case "close":
+                session.close(1011)
+            case "stall":
+                session.stall()
+            case "error_close":
+                session.send_error("server_error", "The server had an error.")
+                session.close(1011)
+            case "garbage":
+                for k in range(GARBAGE_RUN_LIMIT):
+                    session.send_malformed(no_type=k % 2 == 1)
+                    await trio.sleep(0.005)
     return caller, done[0], broke_at
 
 
@@ -247,4 +263,133 @@ async def test_sessions_are_recycled_at_turn_boundaries_and_the_call_is_never_cu
     # Each new session was given the conversation so far: the last one has every answer.
     last_replay = [text for role, text in replayed(rig.sim.sessions[-1]) if role == "assistant"]
     assert sum(text.startswith("You said:") for text in last_replay) >= 3
-    assert logs.tagged("SESSION_RECYCLED", report.call_sid)
+    recycles = [
+        r for _, extra in logs.records if (r := read_record(SessionRecycled, extra)) is not None
+    ]
+    assert len(recycles) == 3
+    assert all(r.at_turn_boundary for r in recycles)
+
+
+async def test_a_server_error_then_a_close_heals_and_the_reply_resumes(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    with trio.fail_after(60):
+        rig = await start_rig(nursery, sim_options=SimUpstreamOptions(generation_speed=1.0))
+        caller, report, broke_at = await _call_with_a_broken_session(
+            rig, "listen:8", break_after_ms=800, how="error_close"
+        )
+        handle = await rig.server.registry.wait_for_call(report.call_sid)
+        await handle.ended.wait()
+    assert handle.end is not None
+    assert handle.end.reason is EndReason.TWILIO_STOP
+    assert logs.tagged("UPSTREAM_ERROR", report.call_sid)
+    restored = [
+        r for _, extra in logs.records if (r := read_record(UpstreamRestored, extra)) is not None
+    ]
+    assert [r.resumed_reply for r in restored] == [True]
+    waited = silence_after(caller, broke_at)
+    assert waited is not None
+    assert waited <= 1.5
+
+
+async def test_a_stream_of_garbage_gives_the_session_up_and_the_call_heals(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    with trio.fail_after(60):
+        rig = await start_rig(nursery)
+        _caller, report, _ = await _call_with_a_broken_session(
+            rig, "listen:8", break_after_ms=3500, how="garbage"
+        )
+        handle = await rig.server.registry.wait_for_call(report.call_sid)
+        await handle.ended.wait()
+    assert handle.end is not None
+    assert handle.end.reason is EndReason.TWILIO_STOP
+    lost = [r for _, extra in logs.records if (r := read_record(UpstreamLost, extra)) is not None]
+    assert [r.reason for r in lost] == [EndReason.OPENAI_GARBAGE.value]
+    assert handle.statistics().upstream_restores == 1
+    assert handle.statistics().upstream_malformed == GARBAGE_RUN_LIMIT
+    assert len(rig.sim.sessions) == 2
+
+
+async def test_a_slow_reply_is_covered_by_the_hold_phrase_then_plays(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    """The model takes 4.8 s to start its answer: 4.5 s after the caller's turn ended the
+    caller hears "One moment, please." in full, then the answer. The response exists all
+    along, so no nudge (it would only collide with it)."""
+    script = CallerScript(
+        utterances=(Utterance(1000, 4, At(ms=4000)),), hangup=AfterReply(delay_ms=500)
+    )
+    with trio.fail_after(60):
+        rig = await start_rig(nursery)
+        caller = rig.caller(script)
+        reports: list[CallerReport] = []
+
+        async def run() -> None:
+            reports.append(await caller.run())
+
+        async with trio.open_nursery() as call:
+            call.start_soon(run)
+            await caller.wait_ai_turn_ended(1)  # the greeting, at the usual speed
+            rig.sim.sessions[0].slow_replies(4800)
+        [report] = reports
+        handle = await rig.server.registry.wait_for_call(report.call_sid)
+        await handle.ended.wait()
+    assert handle.end is not None
+    assert handle.end.reason is EndReason.TWILIO_STOP
+    assert logs.tagged("REPLY_NUDGE", report.call_sid) == []
+    [hold] = logs.tagged("HOLD_PHRASE", report.call_sid)
+    assert "late" in hold
+    heard_hold = report.heard_ms_by_item.get("local_hold_1", 0.0)
+    assert heard_hold == len(handle_hold_audio()) / 8
+    assert len(report.ai_turns) >= 2  # the answer came, after the phrase
+    assert handle.statistics().upstream_losses == 0
+
+
+async def test_caller_media_that_stops_is_logged_and_a_long_stop_ends_with_the_fallback(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    with trio.fail_after(60):
+        rig = await start_rig(nursery)
+        short = await rig.caller("listen:12", lost_inbound_ms=((4000, 3000),)).run()
+        long = await rig.caller("listen:30", lost_inbound_ms=((4000, 20_000),)).run()
+        short_call = await rig.server.registry.wait_for_call(short.call_sid)
+        long_call = await rig.server.registry.wait_for_call(long.call_sid)
+        await long_call.ended.wait()
+    assert short_call.end is not None
+    assert short_call.end.reason is EndReason.TWILIO_STOP
+    assert short_call.statistics().media_stalls == 1
+    assert logs.tagged("TWILIO_MEDIA_RESUMED", short.call_sid)
+    assert long_call.end is not None
+    assert long_call.end.reason is EndReason.TWILIO_MEDIA_TIMEOUT
+    assert len(rig.rest.hangups_for(long.call_sid)) == 1
+
+
+async def test_caller_audio_during_the_gap_reaches_the_new_session_and_is_answered(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    """The caller asks while no session is up (two refused reconnects, about 1.2 s): the
+    question waits in the bridge, goes to the new session and is answered."""
+    script = CallerScript(
+        utterances=(Utterance(900, 7, At(ms=4300)),), hangup=AfterReply(delay_ms=500)
+    )
+    with trio.fail_after(60):
+        rig = await start_rig(nursery)
+        _caller, report, _ = await _call_with_a_broken_session(
+            rig, script, break_after_ms=3200, how="close", refuse=2
+        )
+        handle = await rig.server.registry.wait_for_call(report.call_sid)
+        await handle.ended.wait()
+    assert handle.end is not None
+    assert handle.end.reason is EndReason.TWILIO_STOP
+    new = rig.sim.sessions[1]
+    assert any(
+        item.role == "user" and item.client_item is None and item.transcript
+        for item in new.conversation
+    )
+    assert any(
+        item.transcript.startswith("You said:")
+        for item in new.conversation
+        if item.role == "assistant" and item.client_item is None
+    )
+    assert handle.statistics().caller_audio_dropped_ms == 0

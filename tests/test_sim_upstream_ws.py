@@ -110,6 +110,29 @@ async def test_api_key_is_checked_at_handshake(
     assert len(sim.sessions) == 1
 
 
+async def test_reconnects_are_refused_after_a_slow_first_handshake(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sim = await start(nursery, refuse_reconnects=2, handshake_delay_ms=200.0)
+    with trio.fail_after(TIMEOUT_S):
+        started = trio.current_time()
+        async with connect(sim.url) as ws:
+            assert (await recv(ws))["type"] == "session.created"
+            assert trio.current_time() - started >= 0.2
+        statuses = []
+        for _ in range(2):
+            with pytest.RaisesGroup(ConnectionRejected) as rejected:
+                async with connect(sim.url):
+                    pass
+            [error] = rejected.value.exceptions
+            assert isinstance(error, ConnectionRejected)
+            statuses.append(error.status_code)
+        async with connect(sim.url) as ws:
+            assert (await recv(ws))["type"] == "session.created"
+    assert statuses == [503, 503]
+    assert len(sim.sessions) == 2
+
+
 async def test_barge_in_over_socket_sends_late_deltas(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -348,6 +348,13 @@ class CallCore:
         )
 
     @property
+    def _line_quiet(self) -> bool:
+        """Nothing is playing at the caller or queued to (a response may exist, silent)."""
+        return not (
+            self.ledger.playing or self.ledger.has_queued or self._state.floor is Floor.HELD
+        )
+
+    @property
     def floor_dbfs(self) -> float | None:
         """The caller's learned noise floor, dBFS (``None`` before the first frame)."""
         return self._gate.floor_dbfs
@@ -506,11 +513,12 @@ class CallCore:
         one replacing a session at a turn boundary (a recycle). Configure it at once."""
         actions: list[Action] = []
         if self._state.phase is SessionPhase.READY:
+            boundary = self.at_turn_boundary
             self._counters.sessions_recycled += 1
             self._foreign_items |= set(self.ledger.items)
             age_s = now - self._session_opened_at
             self._state.session(SessionEvent.REPLACED)
-            record = SessionRecycled(round(age_s, 1), at_turn_boundary=self.at_turn_boundary)
+            record = SessionRecycled(round(age_s, 1), at_turn_boundary=boundary)
             actions.append(report("INFO", record))
         elif self._state.phase is SessionPhase.LOST:
             self._state.session(SessionEvent.REPLACED)
@@ -664,7 +672,8 @@ class CallCore:
             self._garbage_run += 1
             if self._garbage_run == GARBAGE_RUN_LIMIT:
                 detail = f"{GARBAGE_RUN_LIMIT} events in a row could not be parsed"
-                return [DropUpstream(CallEnd(EndReason.OPENAI_GARBAGE, detail))]
+                drop = DropUpstream(CallEnd(EndReason.OPENAI_GARBAGE, detail))
+                return [*self._on_realtime(ev, now), drop]
         else:
             self._garbage_run = 0
         if isinstance(ev, rt.AudioDelta) and ev.response_id in self._cancelled:
@@ -982,7 +991,7 @@ class CallCore:
                 self._counters.reply_nudges += 1
                 actions.append(Log("INFO", "REPLY_NUDGE", "no reply started: asking again"))
                 actions.append(self._request_response())
-            case ReplyDue.HOLD_PHRASE if not self.ai_speaking and outage is None:
+            case ReplyDue.HOLD_PHRASE if self._line_quiet and outage is None:
                 actions += self._play_hold_phrase("the reply is late")
             case _:
                 pass  # nothing due, or the turn moved on meanwhile

@@ -91,6 +91,9 @@ class SimUpstreamOptions:
     session_max_s: float | None = None
     """Close every session with 1001 and the service's cap message at this age, as the real
     service does at 60 minutes."""
+    refuse_reconnects: int = 0
+    """Answer this many handshakes after the first session's with HTTP 503 (a service that
+    will not take the call back at once); ``refuse_next`` does the same at run time."""
     faults: FaultPlan = field(default_factory=FaultPlan)
     seed: int = _SESSION_DEFAULTS.seed
     tool_calls: tuple[SimToolCall, ...] = _SESSION_DEFAULTS.tool_calls
@@ -179,6 +182,13 @@ class SimSession:
         """Audio ms per item of the next response created (queued in call order)."""
         self.core.next_reply_ms(ms)
 
+    def slow_replies(self, first_delta_delay_ms: float) -> None:
+        """From now on, each response streams its first delta this long after it was
+        created (a model that is slow to answer)."""
+        self.core.settings = dataclasses.replace(
+            self.core.settings, first_delta_delay_ms=first_delta_delay_ms
+        )
+
     def push_caller_transcript(self, text: str) -> None:
         """Transcript of the next committed caller turn (before the scripted ones)."""
         self.core.push_caller_transcript(text)
@@ -226,6 +236,7 @@ class SimUpstream:
     """The server. ``await nursery.start(sim.serve)`` returns its URL."""
 
     __slots__ = (
+        "_reconnect_refusals",
         "_refusals",
         "_session_added",
         "_url",
@@ -239,6 +250,7 @@ class SimUpstream:
         self.sessions: list[SimSession] = []
         self.rejected_handshakes = 0
         self._refusals: deque[int] = deque()
+        self._reconnect_refusals = self.options.refuse_reconnects
         self._url: str | None = None
         self._session_added = trio.Event()
 
@@ -293,6 +305,9 @@ class SimUpstream:
         """401 for a missing or wrong key (when one is required), as the service answers;
         the refusals asked for by :meth:`refuse_next`."""
         await trio.sleep(self.options.handshake_delay_ms / 1000.0)
+        if self.sessions and self._reconnect_refusals > 0:
+            self._reconnect_refusals -= 1
+            self._refusals.append(503)
         if self._refusals:
             self.rejected_handshakes += 1
             status = self._refusals.popleft()
