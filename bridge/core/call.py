@@ -639,10 +639,10 @@ class CallCore:
         # A reply cut before a word of it was heard (the greeting, an answer to a note):
         # asked for again, from the replayed conversation.
         redo = may_speak and cut_reply and not (resume or owed)
-        if self._sessions == 1:
-            if self.settings.greeting:
-                actions.append(self._request_response(self.settings.greeting))
-        elif outage is not None:
+        if self._sessions == 1 and self.settings.greeting:
+            # The first session (after failed connects, if any): the call starts.
+            actions.append(self._request_response(self.settings.greeting))
+        if outage is not None:
             self._counters.upstream_restores += 1
             record = UpstreamRestored(
                 gap_ms=round((now - outage.lost_at) * 1000.0, 1),
