@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint layers typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate bench-reconnect chaos clean
+.PHONY: install demo test lint layers typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate bench-reconnect bench-tools chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-reconnect
+bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-reconnect bench-tools
 
 # Each benchmark writes JSON to out/ and its printed table to out/<name>.txt.
 bench-bargein: $(STAMP)
@@ -70,6 +70,10 @@ bench-reconnect: $(STAMP)
 chaos: $(STAMP)
 	mkdir -p out
 	$(BIN)/python -m bench.chaos --schedules 10000 --out out/bench-chaos.json | tee out/bench-chaos.txt
+
+bench-tools: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.tools --out out/bench-tools.json | tee out/bench-tools.txt
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache
