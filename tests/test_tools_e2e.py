@@ -15,6 +15,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from bench.chaos.rig import call_tasks_alive
 from bridge.core.appsign import SIGNATURE_HEADER
 from bridge.runtime import app_link
 from bridge.sim.caller import SimCaller
@@ -24,7 +25,6 @@ from bridge.sim.tool_app import ToolBehaviour
 from bridge.sim.upstream import SimSession, SimUpstreamOptions
 from bridge.sim.upstream_tools import SimToolCall
 from tests.conftest import LogCapture
-from tests.harness import call_tasks_alive
 from tests.test_conformance import assert_session_conforms
 from tests.tool_rig import SECRET, ToolRig, start_tool_rig
 
