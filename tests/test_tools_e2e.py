@@ -378,7 +378,6 @@ async def test_transfer_redirects_with_dial_after_the_last_words_or_speaks_the_f
         assert report.heard_ms_by_item[failure.items[0]] == failure.audio_ms[failure.items[0]]
 
 
-
 async def test_a_session_lost_while_a_tool_runs_gives_its_result_to_the_next_one_as_a_note(
     autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
 ) -> None:
@@ -428,6 +427,7 @@ async def test_a_session_lost_while_a_tool_runs_gives_its_result_to_the_next_one
     assert logs.tagged("CALL_ERROR", sid) == []
     assert call_tasks_alive(sid) == []
     assert_session_conforms(healed)
+
 
 # -- call events ----------------------------------------------------------------------------
 
