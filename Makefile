@@ -31,8 +31,9 @@ layers: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict bridge
 
+# One worker per core (pytest-xdist): each test runs its own Trio run on loopback ports.
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-reconnect bench-tools
 
