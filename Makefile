@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint layers typecheck unit fuzz bench bench-bargein bench-cutoff bench-vad bench-gate bench-reconnect chaos clean
+.PHONY: install demo test lint layers typecheck unit fuzz bench bench-bargein bench-cutoff bench-vad bench-gate bench-reconnect bench-tools chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,10 @@ layers: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict bridge
 
+# One worker per core (pytest-xdist): each test runs its own Trio run on loopback ports;
+# loadgroup keeps a module marked with xdist_group (the surface fuzz) on one worker.
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadgroup
 
 ## The fuzz suite of the outside surface at full size (`make test` runs it at a quick size).
 fuzz: $(STAMP)
@@ -40,7 +42,7 @@ fuzz: $(STAMP)
 		--hypothesis-show-statistics
 	cat out/fuzz-surface.json
 
-bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-reconnect bench-notes
+bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-reconnect bench-tools bench-notes
 
 # Each benchmark writes JSON to out/ and its printed table to out/<name>.txt.
 bench-bargein: $(STAMP)
@@ -82,6 +84,10 @@ bench-reconnect: $(STAMP)
 chaos: $(STAMP)
 	mkdir -p out
 	$(BIN)/python -m bench.chaos --schedules 10000 --out out/bench-chaos.json | tee out/bench-chaos.txt
+
+bench-tools: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.tools --out out/bench-tools.json | tee out/bench-tools.txt
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache

@@ -37,6 +37,7 @@ from bridge.config import (
     Int,
     Parser,
     Url,
+    check_together,
     load_config,
     parse_value,
 )
@@ -195,6 +196,7 @@ def _prepare(
     """
     match args.command:
         case "serve":
+            check_together(config)
             return _serve(config), (config.host, config.port)
         case "call":
             return _call(args), None

@@ -25,6 +25,14 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, overload
 from urllib.parse import parse_qs, urlsplit
 
 from bridge.core.notes import DEFAULT_NEGATIONS
+from bridge.core.toolspec import (
+    APP_URL_ALLOWED,
+    NO_TOOLS,
+    ToolCatalog,
+    ToolsFileError,
+    is_allowed_app_url,
+    parse_tools_document,
+)
 
 T = TypeVar("T")
 S = TypeVar("S", bound=str)
@@ -363,6 +371,39 @@ class Words(Parser[tuple[str, ...]]):
         return ", ".join(value)
 
 
+@dataclass(frozen=True, slots=True)
+class AppUrl(Parser[str]):
+    """Where the bridge posts to the application: ``https://``, or ``http://`` to a loopback
+    host (signed bodies carry what the caller said; they do not cross a network in clear)."""
+
+    @property
+    def allowed(self) -> str:
+        return APP_URL_ALLOWED
+
+    def parse(self, text: str) -> str:
+        if not is_allowed_app_url(text):
+            raise ValueError(text)
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class FilePath(Parser[str]):
+    """A file path ending in one of ``suffixes`` (read and checked by :func:`load_config`)."""
+
+    suffixes: tuple[str, ...]
+
+    @property
+    def allowed(self) -> str:
+        *first, last = self.suffixes
+        names = f"{', '.join(first)} or {last}" if first else last
+        return f"a path to a {names} file"
+
+    def parse(self, text: str) -> str:
+        if not text.strip() or Path(text).suffix.lower() not in self.suffixes:
+            raise ValueError(text)
+        return text
+
+
 PORT: Final = Int(0, 65535, note="0: any free port")
 """A TCP port to listen on (``BRIDGE_PORT``, ``--port`` of every command that listens)."""
 
@@ -674,6 +715,42 @@ class BridgeConfig:
         False,
         "`on`: log the caller's and the called phone numbers (`From`, `To`) in `CALL_START` (personal data); `off`: they show as `<hidden>`.",
     )
+    tools_file: str | None = setting(
+        "BRIDGE_TOOLS_FILE",
+        FilePath((".json", ".toml")),
+        None,
+        "The tools the model may call (see Tools below): read and checked at start-up; a mistake stops the command naming the line or field.",
+        unset_means="none (no tools)",
+    )
+    tools: ToolCatalog = NO_TOOLS
+    """The tools of ``BRIDGE_TOOLS_FILE``; ``load_config`` reads the file into it."""
+    app_secret: Secret | None = setting(
+        "BRIDGE_APP_SECRET",
+        SecretText(),
+        None,
+        "Shared secret that signs every request to the application (tool calls, call events): `X-Bridge-Signature`, HMAC-SHA256. Required with tools that have a `url`, or with `BRIDGE_EVENTS_URL`.",
+        unset_means="none",
+    )
+    events_url: str | None = setting(
+        "BRIDGE_EVENTS_URL",
+        AppUrl(),
+        None,
+        "Where call events are posted (`call.started`, `transcript`, `barge_in`, `tool.called`, `call.ended`).",
+        unset_means="none (no events)",
+    )
+    internal_url: str | None = setting(
+        "BRIDGE_INTERNAL_URL",
+        Url(("http", "https"), query=False),
+        None,
+        "Base URL at which the application reaches this process; each call's control URL is this plus `/calls/{CallSid}`.",
+        unset_means="`http://<this host's address>:<port>`",
+    )
+    tool_filler_ms: int = setting(
+        "BRIDGE_TOOL_FILLER_MS",
+        Int(0, 10000, "ms", note="0: no filler"),
+        1000,
+        "Silence the caller may hear while a tool runs before the model says it is checking (once per wait).",
+    )
 
     @property
     def uses_embedded_upstream(self) -> bool:
@@ -737,4 +814,54 @@ def load_config(environ: Mapping[str, str], flags: Mapping[str, str] | None = No
         changes[attr] = parse_value(definition.parser, source, text)
     if "heartbeat_interval_s" in changes:
         changes["heartbeat_timeout_s"] = changes["heartbeat_interval_s"]
+    if "tools_file" in changes:
+        changes["tools"] = load_tools_file(changes["tools_file"])
     return replace(BridgeConfig(), **changes)
+
+
+def load_tools_file(path: str) -> ToolCatalog:
+    """The tools of the file at ``path`` (``.json`` or ``.toml``).
+
+    Raises:
+        ConfigError: one line, ``BRIDGE_TOOLS_FILE='path': <the line or field and what is
+            wrong>``, or that the file cannot be read.
+    """
+    source = f"BRIDGE_TOOLS_FILE={path!r}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: is not UTF-8 text") from None
+    fmt: Literal["json", "toml"] = "json" if path.lower().endswith(".json") else "toml"
+    try:
+        return parse_tools_document(text, fmt)
+    except ToolsFileError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def check_together(config: BridgeConfig) -> None:
+    """Settings that only work together (checked by ``bridge serve`` before it starts, and
+    by :func:`bridge.runtime.server.run_bridge`).
+
+    Raises:
+        ConfigError: one line naming the settings and why.
+    """
+    tools = config.tools
+    if config.app_secret is None and (tools.has_url_tools or config.events_url):
+        needs = "the tools with a url in BRIDGE_TOOLS_FILE" if tools.has_url_tools else ""
+        if config.events_url:
+            needs = f"{needs} and BRIDGE_EVENTS_URL" if needs else "BRIDGE_EVENTS_URL"
+        raise ConfigError(f"BRIDGE_APP_SECRET: must be set: it signs the requests to {needs}")
+    for builtin in tools.builtins:
+        if not config.twilio_rest_enabled:
+            why = (
+                "the call is hung up through REST once the goodbye was heard (closing the stream "
+                "alone would play BRIDGE_FALLBACK_MESSAGE)"
+                if builtin.kind == "end_call"
+                else "the transfer is a REST redirect to <Dial>"
+            )
+            raise ConfigError(
+                f"BRIDGE_TOOLS_FILE={config.tools_file!r}: {builtin.kind} needs "
+                f"TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: {why}"
+            )

@@ -57,8 +57,14 @@ class Driver:
     @classmethod
     def ready(cls, **changes: Any) -> Driver:
         driver = cls(CallCore(settings(**changes), stream_sid="MZ1", call_sid="CA1", now=100.0))
-        driver.record(driver.core.on_upstream_open(driver.now))
-        driver.event(
+        driver.open_session()
+        return driver
+
+    def open_session(self) -> list[Action]:
+        """A (new) upstream session opens and confirms pcmu both ways; what the core did."""
+        start = len(self.actions)
+        self.record(self.core.on_upstream_open(self.now))
+        self.event(
             {
                 "type": "session.updated",
                 "session": {
@@ -70,8 +76,8 @@ class Driver:
                 },
             }
         )
-        assert driver.core.session_ready
-        return driver
+        assert self.core.session_ready
+        return self.actions[start:]
 
     def record(self, actions: list[Action]) -> list[Action]:
         self.actions.extend(actions)

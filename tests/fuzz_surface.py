@@ -51,6 +51,9 @@ from tests.surface import (
 )
 
 LIMITS = HttpLimits()
+pytestmark = pytest.mark.xdist_group("fuzz_surface")
+"""Under pytest-xdist (``make test``) the whole module runs on one worker, in file order:
+one bridge process, and the last test's checks cover every test's traffic."""
 
 
 @dataclass(frozen=True)
@@ -205,9 +208,9 @@ headers_strategy = st.lists(
     target=st.one_of(
         st.sampled_from(ROUTES),
         st.builds(lambda r, q: f"{r}?{q}", st.sampled_from(ROUTES), st.text(TOKEN_CHARS)),
-        st.text(
-            st.characters(min_codepoint=0x21, max_codepoint=0xFF), min_size=1, max_size=40
-        ).map(lambda t: "/" + t),
+        st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF), min_size=1, max_size=40).map(
+            lambda t: "/" + t
+        ),
     ),
     # HTTP/1.1 twice: mostly requests that get as far as a route.
     version=st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTX/1.1"]),
@@ -226,7 +229,11 @@ def test_fuzz_http_requests_get_a_clear_answer(
     framing: str,
 ) -> None:
     data = _request(
-        method, target, [(b"host", b"127.0.0.1"), *headers], bytes(body), version=version,
+        method,
+        target,
+        [(b"host", b"127.0.0.1"), *headers],
+        bytes(body),
+        version=version,
         framing="length" if framing == "lie" else framing,
     )
     if framing == "lie":  # a Content-Length the body never reaches
@@ -327,7 +334,10 @@ def _mutated(message: dict[str, object]) -> st.SearchStrategy[dict[str, object]]
 
 def _start(params: dict[str, str]) -> dict[str, object]:
     return wire.start(
-        sequence=1, stream_sid=STREAM_SID, call_sid=CALL_SID, account_sid="AC1",
+        sequence=1,
+        stream_sid=STREAM_SID,
+        call_sid=CALL_SID,
+        account_sid="AC1",
         custom_parameters=params,
     )
 

@@ -97,21 +97,3 @@ async def start_rig(
     )
     server = await nursery.start(run_bridge, config)
     return Rig(server, sim, rest)
-
-
-def live_task_names() -> list[str]:
-    """Names of every task alive in this Trio run."""
-    names: list[str] = []
-
-    def walk(task: trio.lowlevel.Task) -> None:
-        names.append(task.name)
-        for nursery in task.child_nurseries:
-            for child in nursery.child_tasks:
-                walk(child)
-
-    walk(trio.lowlevel.current_root_task())
-    return names
-
-
-def call_tasks_alive(call_sid: str) -> list[str]:
-    return [name for name in live_task_names() if name.endswith(f":{call_sid}")]

@@ -19,6 +19,7 @@ import trio
 from trio.testing import MockClock
 from trio_websocket import ConnectionClosed
 
+from bench.chaos.rig import call_tasks_alive
 from bridge.core.call import CallCore
 from bridge.core.ending import EndReason
 from bridge.core.realtime import AudioDelta
@@ -31,7 +32,7 @@ from bridge.sim.report import CallerReport
 from bridge.sim.script import AfterReply, At, CallerScript, Utterance
 from bridge.sim.upstream import SimSession
 from tests.conftest import LogCapture
-from tests.harness import AUTH_TOKEN, Rig, call_tasks_alive, start_rig
+from tests.harness import AUTH_TOKEN, Rig, start_rig
 from tests.wsclient import connect
 
 SPEAKS_AT_4S = CallerScript(

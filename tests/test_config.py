@@ -28,6 +28,7 @@ from bridge.runtime.services import core_settings
 README = Path(__file__).parent.parent / "README.md"
 SHIPPED_WAV = str(Path(__file__).parent.parent / "bridge" / "assets" / "one_moment.wav")
 TABLE_HEADER = "| Variable | Default | Allowed | What it does |"
+EMPTY_TOOLS_FILE = Path(__file__).parent / "data" / "tools-empty.json"
 BY_ENV: dict[str, Setting[Any]] = {s.env: s for s in SETTINGS}
 
 
@@ -240,6 +241,13 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("BRIDGE_LOG_TRANSCRIPTS", "1", "log_transcripts", True),
     ("BRIDGE_CONTROL_TOKEN", "c" * 32, "control_token", Secret("c" * 32)),
     ("BRIDGE_LOG_PII", "on", "log_pii", True),
+    ("BRIDGE_TOOLS_FILE", str(EMPTY_TOOLS_FILE), "tools_file", None),
+    ("BRIDGE_APP_SECRET", "whsec_abc123", "app_secret", Secret("whsec_abc123")),
+    ("BRIDGE_EVENTS_URL", "http://127.0.0.1:9/events", "events_url", None),
+    ("BRIDGE_EVENTS_URL", "https://app.example.com/bridge/events", "events_url", None),
+    ("BRIDGE_INTERNAL_URL", "http://10.0.0.7:8080", "internal_url", None),
+    ("BRIDGE_TOOL_FILLER_MS", "0", "tool_filler_ms", 0),
+    ("BRIDGE_TOOL_FILLER_MS", "1500", "tool_filler_ms", 1500),
 ]
 
 
@@ -338,8 +346,16 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("BRIDGE_FALLBACK_MESSAGE", "x" * 1001),
     ("TWILIO_ACCOUNT_SID", "AC 123"),
     ("TWILIO_ACCOUNT_SID", "AC" + "0" * 63),
+    ("BRIDGE_TOOLS_FILE", "tools.yaml"),
+    ("BRIDGE_TOOLS_FILE", "tools"),
+    ("BRIDGE_EVENTS_URL", "http://app.example.com/events"),
+    ("BRIDGE_EVENTS_URL", "ftp://127.0.0.1/events"),
+    ("BRIDGE_INTERNAL_URL", "ws://10.0.0.7:8080"),
+    ("BRIDGE_INTERNAL_URL", "http://10.0.0.7:8080/?a=1"),
+    ("BRIDGE_TOOL_FILLER_MS", "-5"),
+    ("BRIDGE_TOOL_FILLER_MS", "10001"),
 ]
-SECRETS = ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN")
+SECRETS = ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "BRIDGE_APP_SECRET")
 LONG_SECRETS = ("BRIDGE_CONTROL_TOKEN",)
 """Secrets with a minimum length: a short one is refused too, never quoted."""
 

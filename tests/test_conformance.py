@@ -338,19 +338,7 @@ def test_the_replay_after_a_lost_session_and_its_corrections_conform() -> None:
     driver.play(200)
     start = len(driver.actions)
     driver.record(driver.core.on_upstream_lost(driver.now, CallEnd(EndReason.OPENAI_CLOSED)))
-    driver.record(driver.core.on_upstream_open(driver.now))
-    driver.event(
-        {
-            "type": "session.updated",
-            "session": {
-                "type": "realtime",
-                "audio": {
-                    "input": {"format": {"type": "audio/pcmu"}},
-                    "output": {"format": {"type": "audio/pcmu"}},
-                },
-            },
-        }
-    )
+    driver.open_session()
     driver.play(1000)
     driver.speech_started()
     events = [a.event for a in driver.actions[start:] if isinstance(a, SendUpstream)]

@@ -7,20 +7,24 @@ cap) and checks what the caller lived through and what the new session was given
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import trio
 from trio.testing import MockClock
 
+from bench.chaos.rig import call_tasks_alive
 from bridge.config import BridgeConfig
 from bridge.core.call import GARBAGE_RUN_LIMIT
 from bridge.core.ending import EndReason
 from bridge.core.records import SessionRecycled, UpstreamLost, UpstreamRestored, read_record
+from bridge.runtime.registry import CallHandle
 from bridge.runtime.services import hold_audio
 from bridge.sim.caller import SimCaller
 from bridge.sim.report import CallerReport
 from bridge.sim.script import AfterReply, At, CallerScript, Utterance
 from bridge.sim.upstream import SimSession, SimUpstreamOptions
 from tests.conftest import LogCapture
-from tests.harness import Rig, call_tasks_alive, start_rig
+from tests.harness import Rig, start_rig
 
 
 def handle_hold_audio() -> bytes:
@@ -48,6 +52,15 @@ def silence_after(caller: SimCaller, at: float) -> float | None:
     return None if not later else max(0.0, min(s.start for s in later) - at)
 
 
+class BrokenCall(NamedTuple):
+    caller: SimCaller
+    report: CallerReport
+    broke_at: float
+    """When (clock s) the session broke."""
+    handle: CallHandle
+    """The bridge's call, ended."""
+
+
 async def _call_with_a_broken_session(
     rig: Rig,
     script: CallerScript | str,
@@ -56,10 +69,10 @@ async def _call_with_a_broken_session(
     how: str,
     refuse: int = 0,
     refuse_status: int = 503,
-) -> tuple[SimCaller, CallerReport, float]:
+) -> BrokenCall:
     """Run a call; ``break_after_ms`` after the greeting starts, break session 0 by ``how``
-    (after asking the sim to refuse the next ``refuse`` handshakes); returns the caller,
-    its report and when (clock s) the session broke."""
+    (after asking the sim to refuse the next ``refuse`` handshakes); wait for the bridge
+    to end the call."""
     caller = rig.caller(script)
     async with trio.open_nursery() as nursery:
         done: list[CallerReport] = []
@@ -85,7 +98,9 @@ async def _call_with_a_broken_session(
                 for k in range(GARBAGE_RUN_LIMIT):
                     session.send_malformed(no_type=k % 2 == 1)
                     await trio.sleep(0.005)
-    return caller, done[0], broke_at
+    handle = await rig.server.registry.wait_for_call(done[0].call_sid)
+    await handle.ended.wait()
+    return BrokenCall(caller, done[0], broke_at, handle)
 
 
 async def test_a_session_closed_mid_reply_heals_and_the_ai_resumes_what_it_was_saying(
@@ -93,11 +108,9 @@ async def test_a_session_closed_mid_reply_heals_and_the_ai_resumes_what_it_was_s
 ) -> None:
     with trio.fail_after(60):
         rig = await start_rig(nursery, sim_options=SimUpstreamOptions(generation_speed=1.0))
-        caller, report, broke_at = await _call_with_a_broken_session(
+        caller, report, broke_at, handle = await _call_with_a_broken_session(
             rig, "listen:8", break_after_ms=600, how="close"
         )
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
     assert handle.end is not None
     assert handle.end.reason is EndReason.TWILIO_STOP
     assert rig.rest.hangups_for(report.call_sid) == []  # no fallback, no hang-up
@@ -134,11 +147,9 @@ async def test_a_stalled_session_is_detected_and_replaced(
     )
     with trio.fail_after(60):
         rig = await start_rig(nursery)
-        _caller, report, _ = await _call_with_a_broken_session(
+        _caller, report, _, handle = await _call_with_a_broken_session(
             rig, script, break_after_ms=3500, how="stall"
         )
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
         rig.sim.sessions[0].send_unknown_event()  # lets the stalled peer see our close
     assert handle.end is not None
     assert handle.end.reason is EndReason.TWILIO_STOP
@@ -162,11 +173,9 @@ async def test_refused_reconnects_within_the_budget_heal_with_one_hold_phrase(
 ) -> None:
     with trio.fail_after(60):
         rig = await start_rig(nursery)
-        _caller, report, _ = await _call_with_a_broken_session(
+        _caller, report, _, handle = await _call_with_a_broken_session(
             rig, "listen:8", break_after_ms=3200, how="close", refuse=2
         )
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
     assert handle.end is not None
     assert handle.end.reason is EndReason.TWILIO_STOP
     stats = handle.statistics()
@@ -183,11 +192,9 @@ async def test_a_spent_budget_ends_the_call_with_the_fallback(
 ) -> None:
     with trio.fail_after(60):
         rig = await start_rig(nursery)
-        _caller, report, _ = await _call_with_a_broken_session(
+        _caller, report, _, handle = await _call_with_a_broken_session(
             rig, "listen:20", break_after_ms=500, how="close", refuse=10
         )
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
     assert handle.end is not None
     assert handle.end.reason is EndReason.OPENAI_LOST
     assert "3 reconnect attempt(s)" in handle.end.detail
@@ -203,11 +210,9 @@ async def test_a_handshake_refused_for_good_is_not_retried(
 ) -> None:
     with trio.fail_after(60):
         rig = await start_rig(nursery)
-        _caller, report, _ = await _call_with_a_broken_session(
+        _caller, _report, _, handle = await _call_with_a_broken_session(
             rig, "listen:20", break_after_ms=500, how="close", refuse=1, refuse_status=401
         )
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
     assert handle.end is not None
     assert handle.end.reason is EndReason.OPENAI_HANDSHAKE_FAILED
     assert "HTTP 401" in handle.end.detail
@@ -275,11 +280,9 @@ async def test_a_server_error_then_a_close_heals_and_the_reply_resumes(
 ) -> None:
     with trio.fail_after(60):
         rig = await start_rig(nursery, sim_options=SimUpstreamOptions(generation_speed=1.0))
-        caller, report, broke_at = await _call_with_a_broken_session(
+        caller, report, broke_at, handle = await _call_with_a_broken_session(
             rig, "listen:8", break_after_ms=800, how="error_close"
         )
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
     assert handle.end is not None
     assert handle.end.reason is EndReason.TWILIO_STOP
     assert logs.tagged("UPSTREAM_ERROR", report.call_sid)
@@ -297,11 +300,9 @@ async def test_a_stream_of_garbage_gives_the_session_up_and_the_call_heals(
 ) -> None:
     with trio.fail_after(60):
         rig = await start_rig(nursery)
-        _caller, report, _ = await _call_with_a_broken_session(
+        _caller, _report, _, handle = await _call_with_a_broken_session(
             rig, "listen:8", break_after_ms=3500, how="garbage"
         )
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
     assert handle.end is not None
     assert handle.end.reason is EndReason.TWILIO_STOP
     lost = [r for _, extra in logs.records if (r := read_record(UpstreamLost, extra)) is not None]
@@ -375,11 +376,9 @@ async def test_caller_audio_during_the_gap_reaches_the_new_session_and_is_answer
     )
     with trio.fail_after(60):
         rig = await start_rig(nursery)
-        _caller, report, _ = await _call_with_a_broken_session(
+        _caller, _report, _, handle = await _call_with_a_broken_session(
             rig, script, break_after_ms=3200, how="close", refuse=2
         )
-        handle = await rig.server.registry.wait_for_call(report.call_sid)
-        await handle.ended.wait()
     assert handle.end is not None
     assert handle.end.reason is EndReason.TWILIO_STOP
     new = rig.sim.sessions[1]

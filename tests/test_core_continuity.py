@@ -38,21 +38,7 @@ def drive_timers(driver: Driver, until: float) -> None:
 
 def reopen(driver: Driver) -> list[SendUpstream]:
     """A new session opens and confirms pcmu; the client events the core sent to it."""
-    start = len(driver.actions)
-    driver.record(driver.core.on_upstream_open(driver.now))
-    driver.event(
-        {
-            "type": "session.updated",
-            "session": {
-                "type": "realtime",
-                "audio": {
-                    "input": {"format": {"type": "audio/pcmu"}},
-                    "output": {"format": {"type": "audio/pcmu"}},
-                },
-            },
-        }
-    )
-    return [a for a in driver.actions[start:] if isinstance(a, SendUpstream)]
+    return [a for a in driver.open_session() if isinstance(a, SendUpstream)]
 
 
 def speak(driver: Driver, response_id: str, item_id: str, text: str, ms: int) -> None:

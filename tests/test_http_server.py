@@ -179,7 +179,9 @@ async def test_an_answer_that_ends_the_connection_is_not_lost_to_a_reset(
 def _upgrade_request(key: bytes, *extra: bytes) -> bytes:
     return (
         b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+        + key
+        + b"\r\n"
         + b"".join(header + b"\r\n" for header in extra)
         + b"\r\n"
     )

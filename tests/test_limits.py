@@ -184,8 +184,11 @@ async def test_text_that_is_not_utf8_closes_the_stream_with_1007(
                 b"GET /twilio/media HTTP/1.1\r\nHost: "
                 + f"{rig.server.host}:{rig.server.port}".encode()
                 + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13"
-                + b"\r\nSec-WebSocket-Key: " + key
-                + b"\r\nX-Twilio-Signature: " + signature + b"\r\n\r\n"
+                + b"\r\nSec-WebSocket-Key: "
+                + key
+                + b"\r\nX-Twilio-Signature: "
+                + signature
+                + b"\r\n\r\n"
             )
             payload = b"\xff\xfe not utf-8"
             # A masked text frame (mask 0: the payload as it is).

@@ -11,9 +11,16 @@ from bridge.core.actions import Truncation
 from bridge.core.records import (
     BargeInReport,
     BridgeReady,
+    CallExitReport,
     CallFinished,
     LogRecord,
     ResponseFinished,
+    ToolCallReport,
+    ToolCancelledReport,
+    ToolDeliveredReport,
+    ToolFillerReport,
+    ToolResponseReport,
+    ToolResultReport,
     read_record,
     report,
 )
@@ -44,6 +51,13 @@ RECORDS: list[LogRecord] = [
         noise_floor_dbfs=None,
         statistics=CallCounters(barge_ins=2).snapshot().as_dict(),
     ),
+    ToolCallReport("lookup_order", "call_1", "url", "resp_1", 2),
+    ToolResultReport("lookup_order", "call_1", "timeout", 8000.0, "no answer within 8 s"),
+    ToolDeliveredReport("lookup_order", "call_1", 0.42),
+    ToolCancelledReport("lookup_order", "call_1", "barge_in", late_result=True),
+    ToolResponseReport("resp_1", ("call_1", "call_2"), "respond", 2),
+    ToolFillerReport("resp_1", 750.0, 250.0),
+    CallExitReport("end_call", "call_3", "heard", ""),
 ]
 
 

@@ -52,9 +52,7 @@ def test_a_url_with_an_unparseable_host_is_checked_as_it_is() -> None:
 
 
 def _webhook(signatures: list[bytes]) -> bytes:
-    headers: list[tuple[str, str | bytes]] = [
-        ("Content-Type", "application/x-www-form-urlencoded")
-    ]
+    headers: list[tuple[str, str | bytes]] = [("Content-Type", "application/x-www-form-urlencoded")]
     headers += [("X-Twilio-Signature", value) for value in signatures]
     return request("POST", "/twilio/voice", headers=headers, body=urlencode(FORM).encode())
 
@@ -67,9 +65,7 @@ def _upgrade(signatures: list[bytes]) -> bytes:
         ("Sec-WebSocket-Version", "13"),
     ]
     headers += [("X-Twilio-Signature", value) for value in signatures]
-    return request("GET", "/twilio/media", headers=headers).replace(
-        b"Connection: close\r\n", b""
-    )
+    return request("GET", "/twilio/media", headers=headers).replace(b"Connection: close\r\n", b"")
 
 
 async def _rig(nursery: trio.Nursery) -> Rig:

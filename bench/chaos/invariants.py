@@ -78,8 +78,7 @@ def _new_session_heard(seen: Observation, lost_at: float, t0: float, t1: float) 
 
 def no_dead_air(seen: Observation) -> Iterable[str]:
     segments = sorted(seen.segments, key=lambda s: s.start)
-    ended = [line.t for line in seen.lines_tagged("CALL_END")]
-    call_over = min([*ended, seen.caller_gone_at or math.inf])
+    call_over = _call_over(seen)
     restores = [
         (line.t, record)
         for line in seen.lines_tagged("UPSTREAM_RESTORED")
@@ -139,6 +138,18 @@ def no_cancelled_audio(seen: Observation) -> Iterable[str]:
                     break
 
 
+def _call_over(seen: Observation) -> float:
+    ends = [line.t for line in seen.lines_tagged("CALL_END")]
+    return min([*ends, seen.caller_gone_at or math.inf])
+
+
+def _still_playing(seen: Observation, item_id: str, at: float) -> bool:
+    """``item_id`` was still playing at ``at`` (a session's end, or the call's): what the
+    caller heard of it later, or never, was not known then."""
+    ends = [s.end for s in seen.segments if s.item_id == item_id]
+    return bool(ends) and max(ends) >= at - CONTIGUOUS_S
+
+
 def _heard_ms(seen: Observation, item_id: str) -> float:
     return sum(len(s.payload) for s in seen.segments if s.item_id == item_id) / 8.0
 
@@ -178,6 +189,8 @@ def replay_is_what_was_heard(seen: Observation) -> Iterable[str]:
 def _check_assistant_replay(
     seen: Observation, index: int, text: str, said: dict[str, tuple[str, int]]
 ) -> Iterable[str]:
+    later = [s.opened_at for s in seen.sessions[index + 1 :]]
+    until = min([*later, _call_over(seen)])
     origins = [
         (item_id, full, audio_ms)
         for item_id, (full, audio_ms) in said.items()
@@ -190,7 +203,8 @@ def _check_assistant_replay(
         heard = _heard_ms(seen, item_id)
         if heard <= 0.0 or audio_ms <= 0:
             continue
-        allowed = len(full) * min(1.0, heard / audio_ms) + REPLAY_SLACK_CHARS
+        share = 1.0 if _still_playing(seen, item_id, until) else min(1.0, heard / audio_ms)
+        allowed = len(full) * share + REPLAY_SLACK_CHARS
         if len(text) <= allowed:
             return
     heard_of = ", ".join(f"{i}: {_heard_ms(seen, i):.0f}/{a} ms" for i, _, a in origins)

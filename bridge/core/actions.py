@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bridge.core.app_work import AppWork
 from bridge.core.ending import CallEnd
 from bridge.core.realtime_client import ClientEvent
 from bridge.core.twilio import Media
@@ -108,6 +109,14 @@ class BargeIn:
     included), on the caller's clock (Twilio media ms), when known."""
 
 
-LocalAction = WakeTx | Log | EndCall | QueueCallerAudio | DropUpstream
+@dataclass(frozen=True, slots=True)
+class ToApp:
+    """Hand work to the call's application link (tool requests, exits, call events): a
+    non-blocking put, so any task may execute it (see :mod:`bridge.core.app_work`)."""
+
+    work: AppWork
+
+
+LocalAction = WakeTx | Log | EndCall | QueueCallerAudio | DropUpstream | ToApp
 UpstreamAction = SendUpstream | BargeIn
 Action = LocalAction | UpstreamAction

@@ -39,9 +39,12 @@ from bridge.core.actions import (
     LogLevel,
     QueueCallerAudio,
     SendUpstream,
+    ToApp,
     Truncation,
     WakeTx,
 )
+from bridge.core.app_work import EmitEvent
+from bridge.core.call_events import BargeInHappened, Transcript
 from bridge.core.cancelled import CancelledResponses
 from bridge.core.codec import UpstreamCodec
 from bridge.core.conversation import Conversation
@@ -79,6 +82,7 @@ from bridge.core.records import (
     report,
 )
 from bridge.core.state import (
+    ActiveResponse,
     ConversationState,
     Created,
     Duck,
@@ -87,6 +91,9 @@ from bridge.core.state import (
     SessionPhase,
 )
 from bridge.core.stats import CallCounters, CallStatistics
+from bridge.core.tools import Moment, ToolLedger, ToolResult
+from bridge.core.toolspec import ToolCatalog
+from bridge.core.transcripts import TranscriptLedger
 from bridge.core.watchdogs import (
     MediaDue,
     MediaWatch,
@@ -157,6 +164,12 @@ class CoreSettings:
     gate_enabled: bool
     log_transcripts: bool
     """Log what the caller and the AI said at INFO (personal data)."""
+    tools: ToolCatalog
+    """The tools the model may call (``BRIDGE_TOOLS_FILE``; see :mod:`bridge.core.tools`)."""
+    tool_filler_ms: int
+    """Silence while a tool runs before the filler is heard (0: no filler)."""
+    call_events: bool
+    """Call events go to the application (``BRIDGE_EVENTS_URL`` is set)."""
     comfort_after_ms: int
     """While the upstream heals: silence at the caller before the hold phrase plays, ms."""
     reply_timeout_ms: int
@@ -227,6 +240,8 @@ class CallCore:
         "_session_update_id",
         "_sessions",
         "_state",
+        "_tools",
+        "_transcripts",
         "_unsent",
         "_warnings",
         "call_sid",
@@ -282,6 +297,19 @@ class CallCore:
         self._garbage_run = 0
         """Upstream events that could not be parsed since the last one that could."""
         self._event_seq = 0
+        self._tools = ToolLedger(
+            settings.tools,
+            state=self._state,
+            counters=self._counters,
+            conversation=self._conversation,
+            ids=self._event_id,
+            note=self._tool_note,
+            filler_ms=settings.tool_filler_ms,
+            events=settings.call_events,
+        )
+        """Function calls and their rules (:mod:`bridge.core.tools`)."""
+        self._transcripts = TranscriptLedger()
+        """AI transcripts waiting to be settled as heard (call events only)."""
         self._warnings = LogThrottle()
         """Warnings a peer can repeat at will (malformed frames) are rate-limited per call."""
 
@@ -376,7 +404,8 @@ class CallCore:
             case twilio.Mark():
                 return self._on_mark(ev.name, now)
             case twilio.Stop():
-                return [EndCall(CallEnd(EndReason.TWILIO_STOP))]
+                # An exit's REST request ends the stream too: that is the exit's end.
+                return [EndCall(self._tools.twilio_stopped() or CallEnd(EndReason.TWILIO_STOP))]
             case twilio.Dtmf():
                 return [Log("DEBUG", "DTMF", f"digit={ev.digit}")]
             case twilio.Malformed():
@@ -408,7 +437,7 @@ class CallCore:
                 return [Log("DEBUG", "MARK_UNKNOWN", f"ignored mark {name!r}")]
             case _:
                 assert_never(outcome)
-        return []
+        return self._after_playout(now)
 
     # -- caller audio (the gate stage) ----------------------------------------------------
 
@@ -517,7 +546,10 @@ class CallCore:
         cut_item = self._last_item_of(active.response_id) if active is not None else None
         if cut_item is not None and not self.ledger.items[cut_item].audio_done:
             self._conversation.assistant_lost(cut_item, self.ledger.items[cut_item].received_ms)
+        cut_response = active.response_id if active is not None else None
+        cut_audio_ms = active.audio_bytes // BYTES_PER_MS if active is not None else 0
         self._state.lose()
+        tools = self._tools.on_session_lost(self._moment(now), cut_response, cut_audio_ms)
         self._counters.upstream_losses += 1
         self._foreign_items |= set(self.ledger.items)
         self._response_watch.done()
@@ -544,7 +576,7 @@ class CallCore:
                 comfort_at=comfort_at,
             )
         record = UpstreamLost(end.reason.value, end.detail, mid_reply=active is not None)
-        return [report("WARNING", record)]
+        return [report("WARNING", record), *tools]
 
     def _last_item_of(self, response_id: str) -> str | None:
         items = [i.item_id for i in self.ledger.items.values() if i.response_id == response_id]
@@ -592,20 +624,25 @@ class CallCore:
         if held is not None:
             actions.append(held)
         outage, self._outage = self._outage, None
-        may_speak = not (self._gate.voice or self.barge_in_active) and (
+        # An exit in progress (end_call, transfer_call) owns the turn: its ledger asks for
+        # the last words if they were lost, and nothing else is resumed.
+        may_speak = not (self._gate.voice or self.barge_in_active or self._tools.exit_kind) and (
             self._state.may_create_response
         )
+        # A tool the lost session called is still running: its result answers the caller (a
+        # note); asking for the cut reply again could make the model call it a second time.
+        cut_reply = outage is not None and outage.mid_reply and not self._tools.orphans_running
         # Cut off mid-reply after the caller heard some of it: the AI says so and goes on.
-        resume = may_speak and outage is not None and outage.mid_reply and bool(outage.cut_text)
+        resume = may_speak and cut_reply and outage is not None and bool(outage.cut_text)
         # The caller's turn ended and nothing of its answer was heard: it is answered now.
         owed = may_speak and not resume and self._reply_watch.owed_since is not None
         # A reply cut before a word of it was heard (the greeting, an answer to a note):
         # asked for again, from the replayed conversation.
-        redo = may_speak and outage is not None and outage.mid_reply and not (resume or owed)
-        if self._sessions == 1:
-            if self.settings.greeting:
-                actions.append(self._request_response(self.settings.greeting))
-        elif outage is not None:
+        redo = may_speak and cut_reply and not (resume or owed)
+        if self._sessions == 1 and self.settings.greeting:
+            # The first session (after failed connects, if any): the call starts.
+            actions.append(self._request_response(self.settings.greeting))
+        if outage is not None:
             self._counters.upstream_restores += 1
             record = UpstreamRestored(
                 gap_ms=round((now - outage.lost_at) * 1000.0, 1),
@@ -624,7 +661,8 @@ class CallCore:
         # A deferred request (a note's) waits for the end of a resumed reply, if one was asked.
         if owed or (not (resume or redo) and self._state.take_deferred()):
             actions.append(self._request_response())
-        return actions
+        # An exit whose last words were lost asks this session for them (when it may speak).
+        return actions + self._tools.advance_all(self._moment(now))
 
     # -- Realtime events ------------------------------------------------------------------
 
@@ -657,6 +695,8 @@ class CallCore:
                 else:
                     self._response_watch.event(ev.response_id, now)
                     self._conversation.assistant_text(ev.item_id, ev.delta)
+                    if self.settings.call_events:
+                        self._transcripts.on_delta(ev.item_id, ev.delta)
                 return []
             case rt.SpeechStarted():
                 self._reply_watch.settle()
@@ -664,11 +704,16 @@ class CallCore:
             case rt.SpeechStopped():
                 self._conversation.caller_turn(ev.item_id)
                 self._reply_watch.owe(now)
-                return self._on_speech_stopped(ev)
+                return self._on_speech_stopped(ev, now)
             case rt.ResponseCreated():
                 return self._on_response_created(ev, now)
             case rt.OutputItemAdded():
                 return self._on_output_item_added(ev, now)
+            case rt.FunctionCallDone():
+                cancelled = ev.response_id in self._cancelled
+                if not cancelled:
+                    self._response_watch.event(ev.response_id, now)
+                return self._tools.on_function_call(ev, self._moment(now), cancelled=cancelled)
             case rt.AudioDone():
                 if ev.response_id not in self._cancelled:
                     self._response_watch.event(ev.response_id, now)
@@ -690,8 +735,9 @@ class CallCore:
             case rt.ItemDeleted():
                 return [Log("DEBUG", "DELETED", ev.item_id)]
             case rt.TranscriptDone():
+                settled = self._ai_transcript_done(ev)
                 if ev.response_id in self._cancelled:
-                    return []
+                    return settled
                 self._response_watch.event(ev.response_id, now)
                 self._conversation.assistant_said(ev.item_id, ev.transcript)
                 return [
@@ -700,7 +746,8 @@ class CallCore:
                         "AI_SAID",
                         repr(ev.transcript),
                         {"item_id": ev.item_id},
-                    )
+                    ),
+                    *settled,
                 ]
             case rt.UnknownEvent():
                 self._counters.upstream_unknown += 1
@@ -777,6 +824,7 @@ class CallCore:
             ]
         self._counters.responses += 1
         self._response_watch.active(ev.response_id, now)
+        self._tools.on_response_created(ev.response_id, ev.metadata.get("bridge_request"))
         return [Log("DEBUG", "RESPONSE_CREATED", ev.response_id)]
 
     def _on_response_done(self, ev: rt.ResponseDone, now: float) -> list[Action]:
@@ -803,19 +851,27 @@ class CallCore:
             actions.append(SendUpstream(ItemDelete(self._event_id("delete"), item_id)))
         if self._state.take_deferred():
             actions.append(self._request_response())
+        actions.extend(self._tools_on_response_done(ev.response_id, active, now))
         return actions
 
     def _on_speech_started(self, ev: rt.SpeechStarted, now: float) -> list[Action]:
+        self._tools.on_speech(started=True)
         if self._state.floor is Floor.HELD:
-            return [self._barge_in(now, "confirmed", ev.audio_start_ms)]
+            plan = self._barge_in(now, "confirmed", ev.audio_start_ms)
+            return [plan, *self._after_barge_in(plan, now)]
         if not self.ai_speaking:
             return [Log("DEBUG", "SPEECH_STARTED", "caller speaks; AI silent, nothing to stop")]
-        return [self._barge_in(now, "server", ev.audio_start_ms)]
+        plan = self._barge_in(now, "server", ev.audio_start_ms)
+        return [plan, *self._after_barge_in(plan, now)]
 
-    def _on_speech_stopped(self, ev: rt.SpeechStopped) -> list[Action]:
+    def _on_speech_stopped(self, ev: rt.SpeechStopped, now: float) -> list[Action]:
+        server_responds = self.settings.session.turn_detection.create_response
         if not self._state.caller_stopped():
-            return []
-        return [Log("INFO", "BARGE_IN_END", f"caller utterance ended at {ev.audio_end_ms} ms")]
+            return self._tools.on_caller_turn_end(self._moment(now), server_responds)
+        return [
+            Log("INFO", "BARGE_IN_END", f"caller utterance ended at {ev.audio_end_ms} ms"),
+            *self._tools.on_caller_turn_end(self._moment(now), server_responds),
+        ]
 
     def _on_input_transcript(self, ev: rt.InputTranscript) -> list[Action]:
         self._conversation.caller_said(ev.item_id, ev.transcript)
@@ -823,6 +879,9 @@ class CallCore:
         actions: list[Action] = [
             Log(self._transcript_level, "CALLER_SAID", repr(ev.transcript), {"item_id": ev.item_id})
         ]
+        if self.settings.call_events and ev.transcript:
+            said = Transcript("caller", ev.item_id, ev.transcript, False, None, None)
+            actions.append(self._emit(said))
         if discarded:
             self._counters.notes_discarded += len(discarded)
             actions.append(
@@ -898,6 +957,7 @@ class CallCore:
             self._reply_watch.deadline(),
             self._response_watch.deadline(),
             self._media_watch.deadline(),
+            self.tools_deadline(),
         ]
         duck = self._state.duck_state
         if duck is not None:
@@ -949,6 +1009,9 @@ class CallCore:
                 actions.append(EndCall(CallEnd(EndReason.TWILIO_MEDIA_TIMEOUT, detail)))
             case None:
                 pass
+        tools_at = self.tools_deadline()
+        if tools_at is not None and now >= tools_at:
+            actions += self.on_tools_timer(now)
         return actions
 
     def _resume_held(self, duck: Duck) -> list[Action]:
@@ -1160,4 +1223,99 @@ class CallCore:
         else:
             self._state.defer()
             actions.append(Log("INFO", "NOTE_DEFERRED", "response.create waits for response.done"))
+        return actions
+
+    # -- tools and call events (bridge.core.tools, bridge.core.transcripts) ---------------
+
+    def _moment(self, now: float) -> Moment:
+        in_flight = sum(len(sent.frame.payload) for sent in self.ledger.in_flight)
+        return Moment(
+            now=now,
+            ai_speaking=self.ai_speaking,
+            last_heard_at=self.ledger.last_ack_at,
+            unplayed_ms=self.ledger.queued_ms() + in_flight // BYTES_PER_MS,
+        )
+
+    def _emit(self, event: Transcript | BargeInHappened) -> ToApp:
+        return ToApp(EmitEvent(event))
+
+    def _tool_note(self, text: str, respond: bool, epoch: int) -> list[Action]:
+        """An orphaned tool call's result, under the notes' rules (:mod:`bridge.core.tools`)."""
+        return self.submit_note(text, respond=respond, awaits_confirmation=False, epoch=epoch)
+
+    def count_event(self, *, dropped: bool) -> None:
+        """The application link queued (or, full, dropped) a call event."""
+        if dropped:
+            self._counters.events_dropped += 1
+        else:
+            self._counters.events_emitted += 1
+
+    @property
+    def tool_exit(self) -> str | None:
+        """``end_call`` or ``transfer_call`` while one is pending."""
+        return self._tools.exit_kind
+
+    def on_tool_result(self, call_id: str, result: ToolResult, now: float) -> list[Action]:
+        """The application link's outcome of a :class:`~bridge.core.app_work.RunTool`."""
+        return self._tools.on_result(call_id, result, self._moment(now))
+
+    def on_exit_result(self, call_id: str, ok: bool, detail: str, now: float) -> list[Action]:
+        """The REST work of an exit is done (:class:`~bridge.core.app_work.RunExit`)."""
+        actions, note, epoch = self._tools.on_exit_result(call_id, ok, detail)
+        if note is not None:
+            # A failed transfer is spoken, under the notes' rules (never after a barge-in).
+            actions += self.submit_note(note, respond=True, awaits_confirmation=False, epoch=epoch)
+        return actions
+
+    def tools_deadline(self) -> float | None:
+        """Trio time (s) of the next tool timer (filler, exit cap), if any: one of the
+        deadlines of :meth:`next_deadline`."""
+        return self._tools.deadline(self.ledger.last_ack_at)
+
+    def on_tools_timer(self, now: float) -> list[Action]:
+        """The tool timers due at ``now`` (the part of :meth:`on_timer` that is theirs)."""
+        return self._tools.on_timer(self._moment(now))
+
+    def _tools_on_response_done(
+        self, response_id: str, active: ActiveResponse | None, now: float
+    ) -> list[Action]:
+        audio_ms = 0
+        if active is not None:
+            audio_ms = active.audio_bytes // BYTES_PER_MS
+            if active.first_audio_at is not None:
+                self._tools.on_first_audio(active.first_audio_at - active.created_at)
+        return self._tools.on_response_done(response_id, audio_ms, self._moment(now))
+
+    def _after_barge_in(self, plan: BargeIn, now: float) -> list[Action]:
+        """After a hard barge-in's own steps: the tool rules, then its call events."""
+        actions: list[Action] = list(self._tools.on_barge_in(self._moment(now)))
+        if self.settings.call_events:
+            truncated: tuple[dict[str, int | str], ...] = tuple(
+                {"item_id": t.item_id, "heard_ms": t.audio_end_ms, "audio_ms": t.received_ms}
+                for t in plan.truncations
+            )
+            event = BargeInHappened(
+                plan.trigger, self.barge_in_epoch, truncated, plan.deleted_item_ids
+            )
+            actions.append(self._emit(event))
+            settled = self._transcripts.on_barge_in(plan.truncations, plan.deleted_item_ids)
+            actions.extend(self._emit(t) for t in settled)
+        return actions
+
+    def _ai_transcript_done(self, ev: rt.TranscriptDone) -> list[Action]:
+        if not self.settings.call_events:
+            return []
+        playing = ev.item_id in self.ledger.items
+        settled = self._transcripts.on_done(ev.item_id, ev.transcript, playing)
+        return [self._emit(t) for t in settled]
+
+    def _after_playout(self, now: float) -> list[LocalAction]:
+        """A mark echoed: an exit may proceed, AI transcripts may be settled as heard (the
+        hot path of marks pays two attribute reads when neither is waiting)."""
+        actions: list[LocalAction] = []
+        if self._tools.waits_for_playout:
+            actions.extend(self._tools.on_heard(self._moment(now)))
+        if self.settings.call_events and self._transcripts.waiting:
+            settled = self._transcripts.on_heard(self.ledger.items.keys())
+            actions.extend(self._emit(t) for t in settled)
         return actions

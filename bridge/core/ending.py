@@ -16,6 +16,11 @@ from enum import Enum
 class EndReason(Enum):
     TWILIO_STOP = "twilio_stop"
     """Twilio sent ``stop``: the caller hung up or the application moved the call on."""
+    END_CALL = "end_call"
+    """The model called the ``end_call`` built-in; its goodbye was heard, then the call was
+    hung up through REST and the stream closed."""
+    TRANSFERRED = "transferred"
+    """The model called ``transfer_call``; Twilio accepted the ``<Dial>`` redirect."""
     TWILIO_DISCONNECTED = "twilio_disconnected"
     """The Twilio WebSocket closed or dropped without a ``stop``."""
     TWILIO_DISCONNECTED_BEFORE_START = "twilio_disconnected_before_start"
@@ -48,9 +53,10 @@ class EndReason(Enum):
 
     @property
     def is_normal(self) -> bool:
-        """Twilio ended the stream itself: close with 1000, log at INFO, no REST hang-up
-        (a hang-up could cut a transfer the application started)."""
-        return self is EndReason.TWILIO_STOP
+        """Twilio ended the stream itself, or the call was ended or moved on on purpose
+        (``end_call``, ``transfer_call``: their REST request is already done): close with
+        1000, log at INFO, no fallback REST hang-up (it could cut a transfer)."""
+        return self in (EndReason.TWILIO_STOP, EndReason.END_CALL, EndReason.TRANSFERRED)
 
     @property
     def upstream_can_heal(self) -> bool:
@@ -70,6 +76,8 @@ class EndReason(Enum):
         session is still fine, so caller audio not yet sent can be, before it is closed."""
         return self in (
             EndReason.TWILIO_STOP,
+            EndReason.END_CALL,
+            EndReason.TRANSFERRED,
             EndReason.TWILIO_DISCONNECTED,
             EndReason.MAX_CALL_DURATION,
             EndReason.SERVER_SHUTDOWN,

@@ -62,6 +62,23 @@ class OutputItemAdded:
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionCallDone:
+    """``response.output_item.done`` of a ``function_call`` item: the model finished (or, with
+    ``status`` other than ``completed``, was cut off while) writing one function call.
+
+    Dispatch waits for this event, not ``response.function_call_arguments.done``: both are
+    sent when a response is interrupted, and only the item's ``status`` says whether the
+    arguments are whole."""
+
+    response_id: str
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class AudioDelta:
     response_id: str
     item_id: str
@@ -148,6 +165,7 @@ RealtimeEvent = (
     | SpeechStopped
     | ResponseCreated
     | OutputItemAdded
+    | FunctionCallDone
     | AudioDelta
     | AudioDone
     | TranscriptDelta
@@ -176,7 +194,6 @@ _IGNORED = frozenset(
         "input_audio_buffer.committed",
         "input_audio_buffer.cleared",
         "input_audio_buffer.timeout_triggered",
-        "response.output_item.done",
         "response.content_part.added",
         "response.content_part.done",
         "response.output_text.delta",
@@ -269,6 +286,18 @@ def _parse(event_type: str, msg: Mapping[str, Any]) -> RealtimeEvent:
                 _str(item, "id"),
                 _opt_str(item, "type") or "",
                 _opt_str(item, "role") or "",
+            )
+        case "response.output_item.done":
+            item = _obj(msg, "item")
+            if item.get("type") != "function_call":
+                return IgnoredEvent(event_type)
+            return FunctionCallDone(
+                response_id=_str(msg, "response_id"),
+                item_id=_str(item, "id"),
+                call_id=_str(item, "call_id"),
+                name=_str(item, "name"),
+                arguments=_opt_str(item, "arguments") or "",
+                status=_opt_str(item, "status") or "completed",
             )
         case "response.output_audio.done":
             return AudioDone(_str(msg, "response_id"), _str(msg, "item_id"))

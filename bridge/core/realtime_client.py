@@ -34,6 +34,16 @@ class TurnDetection:
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionTool:
+    """A ``function`` tool in ``session.update`` (``tools``)."""
+
+    name: str
+    description: str
+    parameters: str
+    """Its JSON schema, as JSON text (kept as text so the settings stay hashable)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SessionSettings:
     model: str | None
     """Omitted from the update when ``None`` (the model is fixed by the connect URL)."""
@@ -42,6 +52,8 @@ class SessionSettings:
     audio_format: AudioFormatName = "audio/pcmu"
     transcription_model: str | None = "gpt-4o-mini-transcribe"
     turn_detection: TurnDetection = field(default_factory=TurnDetection)
+    tools: tuple[FunctionTool, ...] = ()
+    """Sent with ``tool_choice: "auto"`` when there are any; omitted otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +81,12 @@ class ResponseCreate:
     """Comes back as ``metadata.bridge_request`` in ``response.created``: how the core knows
     which of its requests a response answers."""
     instructions: str | None = None
+    purpose: str | None = None
+    """Comes back as ``metadata.bridge_purpose`` (``tools``, ``filler``, ``goodbye``, ...)."""
+    answers: str | None = None
+    """The response whose function calls this response answers (``metadata.bridge_for``)."""
+    tool_choice: Literal["auto", "none"] | None = None
+    """``none``: the model may not call a tool in this response (fillers, goodbyes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +140,18 @@ class ReplayMessage:
     """Insert after this item (``"root"``: first); ``None`` appends."""
 
 
+@dataclass(frozen=True, slots=True)
+class FunctionCallOutput:
+    """The output of one function call (``conversation.item.create`` of a
+    ``function_call_output`` item); like any item, it does not start a response."""
+
+    TYPE: ClassVar[str] = "conversation.item.create"
+    event_id: str
+    call_id: str
+    output: str
+    """Free text for the model; the bridge sends JSON text."""
+
+
 ClientEvent = (
     SessionUpdate
     | InputAudioAppend
@@ -131,6 +161,7 @@ ClientEvent = (
     | ItemDelete
     | SystemMessage
     | ReplayMessage
+    | FunctionCallOutput
 )
 
 
@@ -166,13 +197,31 @@ def _session_update(event: SessionUpdate) -> dict[str, Any]:
             "output": {"format": _format_object(settings.audio_format), "voice": settings.voice},
         },
     }
+    if settings.tools:
+        session["tools"] = [
+            {
+                "type": "function",
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": orjson.loads(tool.parameters),
+            }
+            for tool in settings.tools
+        ]
+        session["tool_choice"] = "auto"
     return {"type": event.TYPE, "event_id": event.event_id, "session": session}
 
 
 def _response_create(event: ResponseCreate) -> dict[str, Any]:
-    response: dict[str, Any] = {"metadata": {"bridge_request": event.request_tag}}
+    metadata = {"bridge_request": event.request_tag}
+    if event.purpose:
+        metadata["bridge_purpose"] = event.purpose
+    if event.answers:
+        metadata["bridge_for"] = event.answers
+    response: dict[str, Any] = {"metadata": metadata}
     if event.instructions:
         response["instructions"] = event.instructions
+    if event.tool_choice:
+        response["tool_choice"] = event.tool_choice
     return {"type": event.TYPE, "event_id": event.event_id, "response": response}
 
 
@@ -241,5 +290,17 @@ def encode(event: ClientEvent) -> str:
             return _dumps(_system_message(event))
         case ReplayMessage():
             return _dumps(_replay_message(event))
+        case FunctionCallOutput():
+            return _dumps(
+                {
+                    "type": event.TYPE,
+                    "event_id": event.event_id,
+                    "item": {
+                        "type": "function_call_output",
+                        "call_id": event.call_id,
+                        "output": event.output,
+                    },
+                }
+            )
         case _:
             assert_never(event)

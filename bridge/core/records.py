@@ -128,6 +128,139 @@ class ResponseFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallReport:
+    """The model called a tool (the request is handed to the application link)."""
+
+    TAG: ClassVar[str] = "TOOL_CALL"
+    tool: str
+    call_id: str
+    kind: str
+    """``url``, ``end_call`` or ``transfer_call``."""
+    response_id: str
+    epoch: int
+
+    def text(self) -> str:
+        return (
+            f"{self.tool} call_id={self.call_id} kind={self.kind} "
+            f"response={self.response_id} epoch={self.epoch}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultReport:
+    """A call's output went to the model."""
+
+    TAG: ClassVar[str] = "TOOL_RESULT"
+    tool: str
+    call_id: str
+    outcome: str
+    """``ok``, or the error: ``timeout``, ``http_status``, ``invalid_json``, ``unreachable``,
+    ``too_large``, ``bad_arguments``, ``unknown_tool``, ``cut_off``, ``busy``."""
+    latency_ms: float
+    """The model's call → its output handed to the upstream socket."""
+    detail: str
+
+    def text(self) -> str:
+        detail = f" ({self.detail})" if self.detail else ""
+        return (
+            f"{self.tool} call_id={self.call_id} outcome={self.outcome}{detail} "
+            f"latency={self.latency_ms:.0f}ms"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDeliveredReport:
+    """The application's reply became the model's output: how long the bridge took."""
+
+    TAG: ClassVar[str] = "TOOL_DELIVERED"
+    tool: str
+    call_id: str
+    reply_to_output_ms: float
+    """The application's reply read in full → its ``function_call_output`` written to the
+    upstream socket (the bridge's own share of the delivery)."""
+
+    def text(self) -> str:
+        took = f"{self.reply_to_output_ms:.2f}ms"
+        return f"{self.tool} call_id={self.call_id} output written {took} after the reply"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCancelledReport:
+    """A call still running when the caller barged in was cancelled (or a late result of
+    one was dropped: ``late_result``)."""
+
+    TAG: ClassVar[str] = "TOOL_CANCELLED"
+    tool: str
+    call_id: str
+    reason: str
+    late_result: bool
+
+    def text(self) -> str:
+        what = "late result dropped" if self.late_result else "cancelled"
+        return f"{self.tool} call_id={self.call_id} {what} (reason={self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResponseReport:
+    """The outputs of one response's calls are all in: what the bridge did about them."""
+
+    TAG: ClassVar[str] = "TOOL_RESPOND"
+    answers: str
+    """The response that made the calls."""
+    call_ids: tuple[str, ...]
+    decision: str
+    """``respond`` (one ``response.create`` for them all), ``silent`` (a barge-in came after
+    the calls: the outputs never start a response), ``answered`` (the caller spoke after the
+    outputs were in: the server's reply answers them), ``last_words`` (an exit tool: the bridge
+    asks for a goodbye or a transfer notice), ``heard`` (an exit tool whose response
+    already spoke: it waits for that to be heard) or ``session_lost`` (the session that had
+    the calls was lost: their outputs never start a response)."""
+    epoch: int
+
+    def text(self) -> str:
+        return (
+            f"{self.decision} for {len(self.call_ids)} call(s) of {self.answers} "
+            f"(epoch {self.epoch})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFillerReport:
+    """A tool is slow: the bridge asked the model to say it is checking."""
+
+    TAG: ClassVar[str] = "TOOL_FILLER"
+    answers: str
+    waited_ms: float
+    """Silence at the caller when the filler was requested."""
+    lead_ms: float
+    """How much earlier than ``BRIDGE_TOOL_FILLER_MS`` it was requested: the upstream's
+    first-audio latency measured on this call."""
+
+    def text(self) -> str:
+        return (
+            f"asked for a filler after {self.waited_ms:.0f} ms of silence "
+            f"(lead {self.lead_ms:.0f} ms) for {self.answers}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallExitReport:
+    """``end_call`` / ``transfer_call`` progress: ``heard`` (the last words were heard),
+    ``done``, ``failed`` or ``aborted`` (the caller cut in)."""
+
+    TAG: ClassVar[str] = "CALL_EXIT"
+    kind: str
+    call_id: str
+    step: str
+    detail: str
+
+    def text(self) -> str:
+        return f"{self.kind} {self.step} call_id={self.call_id}" + (
+            f": {self.detail}" if self.detail else ""
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamLost:
     """The Realtime session was lost; the call goes on and heals."""
 

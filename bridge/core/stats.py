@@ -49,6 +49,14 @@ class CallCounters:
     notes_sent: int = 0
     notes_silent: int = 0
     notes_discarded: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    tool_calls_cancelled: int = 0
+    tool_results_dropped: int = 0
+    tool_outputs_silent: int = 0
+    tool_fillers: int = 0
+    events_emitted: int = 0
+    events_dropped: int = 0
     upstream_losses: int = 0
     upstream_restores: int = 0
     reconnect_attempts: int = 0
@@ -104,6 +112,21 @@ class CallStatistics:
     notes_sent: int
     notes_silent: int
     notes_discarded: int
+    tool_calls: int
+    """Function calls the model made (each got exactly one ``function_call_output``)."""
+    tool_errors: int
+    """Outputs that report an error: timeout, HTTP status, invalid JSON, unreachable, bad
+    arguments, unknown tool, cut off before it ran, cancelled by a barge-in."""
+    tool_calls_cancelled: int
+    """Calls still running at a barge-in and cancelled (``on_barge_in = "cancel"``)."""
+    tool_results_dropped: int
+    """Results that came back after their call was cancelled."""
+    tool_outputs_silent: int
+    """Batches of outputs delivered without a response: a barge-in came after the calls."""
+    tool_fillers: int
+    events_emitted: int
+    events_dropped: int
+    """Call events dropped: the queue was full, or delivery failed after its retries."""
     upstream_losses: int
     upstream_restores: int
     reconnect_attempts: int

@@ -30,3 +30,12 @@ def connect_stream(stream_url: str, parameters: Mapping[str, str], fallback_mess
 
 def say_and_hang_up(message: str) -> str:
     return f"<Response><Say>{escape(message)}</Say><Hangup/></Response>"
+
+
+def dial(destination: str) -> str:
+    """``<Dial>`` to an E.164 number, or to a SIP URI through ``<Sip>`` (``transfer_call``).
+
+    Nothing follows the ``<Dial>``: when the transferred call ends, so does the call."""
+    if destination.startswith(("sip:", "sips:")):
+        return f"<Response><Dial><Sip>{escape(destination)}</Sip></Dial></Response>"
+    return f"<Response><Dial>{escape(destination)}</Dial></Response>"

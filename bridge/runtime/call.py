@@ -20,18 +20,24 @@ read, write, pace and supervise; every decision is the core's (:class:`CallCore`
   reply and media watchdogs), woken through ``timer_bell`` (capacity 1, like the doorbell)
   when a deadline moves earlier.
 * **Notes pump** (``notes``: bounded control channel; senders wait) and the call limit.
+* **Application link** (:mod:`bridge.runtime.app_link`): tool requests, exits (Twilio REST)
+  and call events, fed by :class:`~bridge.core.actions.ToApp` actions through its bounded
+  channels; its HTTP never runs in the OpenAI reader. The tools' timers (filler, exit cap)
+  are the core's, served by the timers task.
 
 Tasks that send upstream do it through the current session (:mod:`bridge.runtime.callio`).
 
 Cleanup, in this fixed order, shielded and time-bounded, whatever ended the call:
 stop audio (the tasks are gone: nothing more is written), close the OpenAI socket
 (0.5 s, then abort), end the Twilio leg (close the stream so the TwiML fallback plays;
-with Twilio credentials also hang up through REST, once), then one ``CALL_END`` line.
+with Twilio credentials also hang up through REST, once), then one ``CALL_END`` line, then
+``call.ended`` and the call events still queued go to the application (bounded in time).
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import trio
 from loguru import logger
@@ -39,6 +45,8 @@ from loguru import logger
 from bridge.core import twilio
 from bridge.core.actions import Log
 from bridge.core.call import TxSend, TxWait
+from bridge.core.call_events import CallEnded as CallEndedEvent
+from bridge.core.call_events import CallStarted
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.logsafe import start_parameters
 from bridge.core.ratelimit import LogThrottle
@@ -140,6 +148,7 @@ async def _run(io: CallIO) -> None:
             call.start_soon(_timers, io, name=f"timers:{sid}")
             call.start_soon(_notes_pump, io, name=f"notes_pump:{sid}")
             call.start_soon(_call_limit, io, name=f"call_limit:{sid}")
+            call.start_soon(io.app.run, partial(execute, io), name=f"app_link:{sid}")
 
 
 def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
@@ -149,7 +158,8 @@ def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
 
 
 async def _finish(io: CallIO) -> None:
-    """Steps 3 and 4 of cleanup: end the Twilio leg, then the one ``CALL_END`` line."""
+    """Steps 3 and 4 of cleanup: end the Twilio leg, then the one ``CALL_END`` line; then the
+    call events still owed go to the application, and only then is the call ``ended``."""
     services = io.services
     end = io.ended_by or CallEnd(
         EndReason.SERVER_SHUTDOWN if services.draining else EndReason.CANCELLED
@@ -168,7 +178,11 @@ async def _finish(io: CallIO) -> None:
             hangup = f"timed out after {REST_HANGUP_S:g}s"
             services.metrics.rest_hangup(False)
     elif services.rest is not None:
-        hangup = "skipped (Twilio ended the stream)"
+        hangup = (
+            "skipped (Twilio ended the stream)"
+            if end.reason is EndReason.TWILIO_STOP
+            else f"done by {end.reason.value} (see CALL_EXIT)"
+        )
     statistics = io.core.statistics()
     # No checkpoint from here on: the call leaves the live set and its counts join the
     # ended totals in one step, so /metrics never counts them twice or not at all.
@@ -183,6 +197,9 @@ async def _finish(io: CallIO) -> None:
         statistics=statistics.as_dict(),
     )
     log_action(report("INFO" if end.reason.is_normal else "WARNING", record))
+    await io.app.finish(
+        CallEndedEvent(record.reason, record.detail, record.duration_s, record.statistics)
+    )
     io.handle.ended.set()
 
 
@@ -201,6 +218,7 @@ async def run_call(services: Services, leg: TwilioLeg) -> None:
             start.custom_parameters, show_phone_numbers=services.config.log_pii
         )
         log_tagged("INFO", "CALL_START", f"stream {start.stream_sid} params={params}")
+        io.app.emit(CallStarted(dict(start.custom_parameters)))
         try:
             unsupported = start.unsupported_media_format()
             if unsupported is not None:

@@ -27,6 +27,7 @@ from bridge.core.actions import (
     Log,
     QueueCallerAudio,
     SendUpstream,
+    ToApp,
     WakeTx,
 )
 from bridge.core.call import CallCore, TxSend, TxWait
@@ -35,6 +36,7 @@ from bridge.core.realtime_client import ClientEvent
 from bridge.core.records import BargeInReport, UpstreamRestored, read_record, report
 from bridge.errors import UpstreamLost
 from bridge.logs import log_action, log_tagged
+from bridge.runtime.app_link import AppLink
 from bridge.runtime.registry import NOTES_CHANNEL_SIZE, CallHandle, NoteRequest
 from bridge.runtime.services import Services
 from bridge.runtime.twilio_leg import TwilioLeg
@@ -47,6 +49,7 @@ class CallIO:
     """Runtime resources of one call. Every field is set here; ``__slots__`` forbids others."""
 
     __slots__ = (
+        "app",
         "core",
         "doorbell_recv",
         "doorbell_send",
@@ -91,6 +94,8 @@ class CallIO:
         """The deadline the timers task sleeps until."""
         notes_send, self.notes_recv = trio.open_memory_channel[NoteRequest](NOTES_CHANNEL_SIZE)
         self.handle = CallHandle(self.core, notes_send, now)
+        self.app = AppLink(services, self.core)
+        """Tool requests, exits and call events (:mod:`bridge.runtime.app_link`)."""
 
     def end(self, end: CallEnd) -> None:
         """End the call; the first end wins."""
@@ -150,6 +155,8 @@ def apply_local(io: CallIO, actions: Sequence[LocalAction]) -> None:
                 io.push_inbound(media)
             case DropUpstream(end=end):
                 io.lose_session(end)
+            case ToApp(work=work):
+                io.app.accept(work)
             case _:
                 assert_never(action)
     io.check_timers()
@@ -165,7 +172,7 @@ async def execute(io: CallIO, actions: Sequence[Action]) -> None:
                 await _barge_in(io, action)
             case WakeTx():
                 await _send_due_audio(io)
-            case Log() | EndCall() | QueueCallerAudio() | DropUpstream():
+            case Log() | EndCall() | QueueCallerAudio() | DropUpstream() | ToApp():
                 apply_local(io, (action,))
             case _:
                 assert_never(action)

@@ -36,17 +36,30 @@ class TwilioRest:
         self._fallback = fallback_message
 
     async def hang_up(self, call_sid: str) -> HangupResult:
+        return await self._update(call_sid, {"Twiml": say_and_hang_up(self._fallback)})
+
+    async def end(self, call_sid: str) -> HangupResult:
+        """``Status=completed``: the normal end of a call (``end_call``, its goodbye heard)."""
+        return await self._update(call_sid, {"Status": "completed"})
+
+    async def redirect(self, call_sid: str, twiml: str) -> HangupResult:
+        """Replace the call's TwiML (``transfer_call``: ``<Dial>``); "already ended" is a
+        failure here: nothing was transferred."""
+        return await self._update(call_sid, {"Twiml": twiml}, ended_is_ok=False)
+
+    async def _update(
+        self, call_sid: str, form: dict[str, str], *, ended_is_ok: bool = True
+    ) -> HangupResult:
         path = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}.json"
         try:
-            response = await self._client.post(
-                path, data={"Twiml": say_and_hang_up(self._fallback)}
-            )
+            response = await self._client.post(path, data=form)
         except httpx.HTTPError as exc:
             return HangupResult(False, f"request failed: {type(exc).__name__}: {exc}")
         if response.is_success:
-            return HangupResult(True, f"hung up (HTTP {response.status_code})")
+            verb = "hung up" if "Status" in form or "Hangup" in form.get("Twiml", "") else "updated"
+            return HangupResult(True, f"{verb} (HTTP {response.status_code})")
         code = _twilio_error_code(response)
-        if response.status_code == 404 or code in ALREADY_ENDED_CODES:
+        if ended_is_ok and (response.status_code == 404 or code in ALREADY_ENDED_CODES):
             return HangupResult(True, f"already ended (HTTP {response.status_code}, code {code})")
         return HangupResult(False, f"HTTP {response.status_code}, code {code}")
 

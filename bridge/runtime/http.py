@@ -253,9 +253,7 @@ async def _next_event(stream: _HttpStream, conn: h11.Connection) -> object:
         conn.receive_data(data)
 
 
-async def _read_head(
-    stream: _HttpStream, conn: h11.Connection
-) -> tuple[HttpRequest, int] | None:
+async def _read_head(stream: _HttpStream, conn: h11.Connection) -> tuple[HttpRequest, int] | None:
     """The next request's head (no body yet) and its size in bytes (request line and
     header lines), or ``None`` when the client closed the connection."""
     event = await _next_event(stream, conn)
@@ -263,8 +261,10 @@ async def _read_head(
         return None
     if not isinstance(event, h11.Request):
         raise h11.RemoteProtocolError("expected a request", error_status_hint=400)
-    head_bytes = len(event.method) + len(event.target) + sum(
-        len(name) + len(value) + 4 for name, value in event.headers
+    head_bytes = (
+        len(event.method)
+        + len(event.target)
+        + sum(len(name) + len(value) + 4 for name, value in event.headers)
     )
     target = event.target.decode("latin-1")
     path, _, query = target.partition("?")
@@ -357,9 +357,7 @@ async def _upgrade(
             await ws.aclose()
 
 
-def _response_events(
-    response: HttpResponse, close: bool, head_only: bool
-) -> Iterable[h11.Event]:
+def _response_events(response: HttpResponse, close: bool, head_only: bool) -> Iterable[h11.Event]:
     headers = [
         (b"content-type", response.content_type.encode("latin-1")),
         (b"content-length", str(len(response.body)).encode()),

@@ -66,6 +66,25 @@ _SUMMED: tuple[tuple[str, str, str, float], ...] = (
         "tx_overflow_frames",
         1.0,
     ),
+    ("bridge_tool_calls", "Function calls the model made.", "tool_calls", 1.0),
+    (
+        "bridge_tool_errors",
+        "Function call outputs that report an error (timeout, HTTP status, cancelled, ...).",
+        "tool_errors",
+        1.0,
+    ),
+    (
+        "bridge_tool_results_dropped",
+        "Tool results that came back after their call was cancelled by a barge-in.",
+        "tool_results_dropped",
+        1.0,
+    ),
+    (
+        "bridge_call_events_dropped",
+        "Call events dropped (queue full, or delivery failed after its retries).",
+        "events_dropped",
+        1.0,
+    ),
     ("bridge_upstream_losses", "Realtime sessions lost mid-call.", "upstream_losses", 1.0),
     (
         "bridge_upstream_restores",

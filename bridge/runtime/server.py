@@ -26,9 +26,10 @@ from functools import partial
 import httpx
 import trio
 
-from bridge.config import BridgeConfig, ConfigError
+from bridge.config import BridgeConfig, ConfigError, check_together
 from bridge.core.records import BridgeReady, report
 from bridge.logs import log_action, log_tagged
+from bridge.runtime.app_link import own_base_url
 from bridge.runtime.hangup import TwilioRest
 from bridge.runtime.http import HttpLimits, serve_http
 from bridge.runtime.registry import CallRegistry
@@ -76,7 +77,8 @@ async def run_bridge(
 
     Raises:
         ConfigError: the configuration asks for the embedded simulated upstream (no key and
-            no URL) and no ``upstream_url`` was given: the runtime cannot start one itself.
+            no URL) and no ``upstream_url`` was given: the runtime cannot start one itself;
+            or settings that only work together are not all set (:func:`check_together`).
         OSError: the port cannot be bound.
     """
     if upstream_url is None and config.uses_embedded_upstream:
@@ -84,6 +86,7 @@ async def run_bridge(
             "no upstream: set OPENAI_API_KEY or OPENAI_REALTIME_URL, or pass upstream_url= "
             "(bridge.sim.upstream.SimUpstream serves one for tests)"
         )
+    check_together(config)
     upstream = upstream_url or config.realtime_url
     log_tagged("INFO", "BRIDGE_START", f"upstream {upstream}")
     rest_auth = (
@@ -111,6 +114,8 @@ async def run_bridge(
             serve_http, BridgeApp(services), config.host, config.port, HttpLimits()
         )
         server = BridgeServer(host, port, services, stop)
+        if config.internal_url is None:  # tools: each call's control URL names this process
+            services.internal_base_url = await own_base_url(config.host, server.port)
         log_action(report("INFO", BridgeReady(server.host, server.port)))
         task_status.started(server)
         await stop.wait()

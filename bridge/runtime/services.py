@@ -9,7 +9,7 @@ from bridge.audio.cue import comfort_cue
 from bridge.audio.wavio import read_wav_ulaw
 from bridge.config import BridgeConfig
 from bridge.core.call import CoreSettings
-from bridge.core.realtime_client import AudioFormatName, SessionSettings
+from bridge.core.realtime_client import AudioFormatName, FunctionTool, SessionSettings
 from bridge.runtime.hangup import TwilioRest
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.registry import CallRegistry
@@ -37,6 +37,9 @@ def core_settings(config: BridgeConfig, hold: bytes = b"") -> CoreSettings:
             voice=config.openai_voice,
             instructions=config.instructions,
             audio_format=audio,
+            tools=tuple(
+                FunctionTool(t.name, t.description, t.parameters) for t in config.tools.tools
+            ),
         ),
         frame_ms=config.tx_frame_ms,
         lead_ms=config.tx_lead_ms,
@@ -46,6 +49,9 @@ def core_settings(config: BridgeConfig, hold: bytes = b"") -> CoreSettings:
         confirm_window_ms=config.confirm_window_ms,
         gate_enabled=config.audio_gate,
         log_transcripts=config.log_transcripts,
+        tools=config.tools,
+        tool_filler_ms=config.tool_filler_ms,
+        call_events=config.events_url is not None,
         comfort_after_ms=config.comfort_after_ms,
         reply_timeout_ms=config.reply_timeout_ms,
         media_timeout_s=config.media_timeout_s,
@@ -59,6 +65,7 @@ class Services:
         "config",
         "core_settings",
         "draining",
+        "internal_base_url",
         "metrics",
         "registry",
         "rest",
@@ -72,8 +79,19 @@ class Services:
         self.rest = rest
         self.draining = False
         """Shutting down: new streams are refused, ``/readyz`` answers 503."""
+        self.internal_base_url = config.internal_url or f"http://127.0.0.1:{config.port}"
+        """``BRIDGE_INTERNAL_URL``, else this process's own address once it is bound (the
+        server sets it: :func:`bridge.runtime.app_link.own_base_url`)."""
         self.registry = CallRegistry()
         self.metrics = Metrics(
             lambda: [handle.statistics() for handle in self.registry.active()],
             lambda: self.draining,
         )
+
+    def control_url(self, call_sid: str) -> str:
+        """Where the application reaches the call ``call_sid``: notes go to ``…/notes``.
+
+        It names this process (``BRIDGE_INTERNAL_URL``), so with several bridge replicas
+        behind one address an application sends a call's notes to the replica that holds
+        the call, with no shared store."""
+        return f"{self.internal_base_url.rstrip('/')}/calls/{call_sid}"

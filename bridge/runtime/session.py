@@ -162,7 +162,7 @@ async def _heartbeat(io: CallIO, upstream: Upstream) -> None:
     """Ping the service once it has been quiet for half of ``heartbeat_interval_s`` (while
     events stream, they show it is alive); a ping unanswered for ``heartbeat_timeout_s`` is a
     stall. A stall is so found at most 1.5 s after the service's last sign of life (with the
-    1 s default), at the cost of about one ping a second while the session is idle."""
+    1 s default), at the cost of about two pings a second while the session is idle."""
     config = io.services.config
     quiet_s = config.heartbeat_interval_s / 2
     while True:

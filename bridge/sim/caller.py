@@ -176,6 +176,11 @@ class SimCaller:
 
     # -- live hooks for tests and benchmarks -------------------------------------------
 
+    @property
+    def origin(self) -> float:
+        """Clock time (s) the call started connecting: time zero of the report's ``t_ms``."""
+        return self._recorder.origin
+
     async def wait_stream_started(self) -> None:
         """Until ``start`` has been sent."""
         await self._wait_for(lambda: True if self._stream_start is not None else None)

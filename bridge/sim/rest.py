@@ -1,7 +1,8 @@
 """A simulated Twilio REST API: it records every request and answers like the Calls resource.
 
 The bridge ends a call through ``POST /2010-04-01/Accounts/{sid}/Calls/{call_sid}.json``
-(the fallback ``<Say>`` and ``<Hangup/>``); tests and the chaos bench point
+(the fallback ``<Say>`` and ``<Hangup/>``; ``Status=completed`` after ``end_call``; a
+``<Dial>`` for ``transfer_call``); tests, the demo and the benches point
 ``BRIDGE_TWILIO_API_BASE_URL`` here to see those requests without any network.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
+
+import trio
 
 from bridge.runtime.http import HttpRequest, HttpResponse
 from bridge.runtime.websocket import WebSocket
@@ -20,6 +23,8 @@ class RestRequest:
     path: str
     form: dict[str, list[str]]
     authorization: str | None
+    received_at: float
+    """Trio time (s) the request had arrived (its answer is written at once)."""
 
 
 @dataclass
@@ -43,6 +48,7 @@ class SimTwilioRest:
                 request.path,
                 parse_qs(request.body.decode()),
                 None if authorization is None else authorization.decode(),
+                trio.current_time(),
             )
         )
         return HttpResponse(

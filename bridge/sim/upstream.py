@@ -43,6 +43,7 @@ from bridge.sim.upstream_conversation import (
 )
 from bridge.sim.upstream_faults import Fault, FaultKind, FaultPlan
 from bridge.sim.upstream_session import SessionSettings, UpstreamSession, decode_frame
+from bridge.sim.upstream_tools import SimToolCall
 
 INBOX_SIZE: Final = 16
 MAX_MESSAGE_SIZE: Final = 16 * 2**20
@@ -95,6 +96,9 @@ class SimUpstreamOptions:
     will not take the call back at once); ``refuse_next`` does the same at run time."""
     faults: FaultPlan = field(default_factory=FaultPlan)
     seed: int = _SESSION_DEFAULTS.seed
+    tool_calls: tuple[SimToolCall, ...] = _SESSION_DEFAULTS.tool_calls
+    """Scripted function calls: the reply to caller turn N calls a tool."""
+    short_reply_ms: int = _SESSION_DEFAULTS.short_reply_ms
     clock: Callable[[], float] = trio.current_time
 
     def session_settings(self) -> SessionSettings:

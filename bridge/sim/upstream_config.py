@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bridge.sim.upstream_audio import FORMAT_TYPES, PCM_RATE
+from bridge.sim.upstream_tools import SimToolCall
 
 JsonObj = dict[str, Any]
 
@@ -99,6 +100,10 @@ class SessionSettings:
     truncate_no_audio_code: str | None = "unsupported_content_type"
     unknown_item_code: str | None = "item_not_found"
     seed: int = 0
+    tool_calls: tuple[SimToolCall, ...] = ()
+    """Scripted function calls (:mod:`bridge.sim.upstream_tools`)."""
+    short_reply_ms: int = 1500
+    """Audio of the short replies the bridge asks for: filler, goodbye, transfer notice."""
 
     def __post_init__(self) -> None:
         if self.generation_speed <= 0 or self.delta_ms <= 0 or self.reply_ms <= 0:

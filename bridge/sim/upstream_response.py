@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from bridge.sim.upstream_audio import bytes_per_ms
@@ -31,6 +31,7 @@ from bridge.sim.upstream_conversation import (
     JsonObj,
     ResponseRecord,
 )
+from bridge.sim.upstream_tools import CallPlan, call_events
 
 _FILLER_TEXT: Final = (
     "I can help with that. Let me check the details for you, it should only take a moment. "
@@ -51,6 +52,7 @@ def reply_text(
     audio_ms: int,
     offset: int,
     resuming: str | None = None,
+    head: str | None = None,
 ) -> str:
     """Transcript of one assistant item, sized to ``audio_ms`` of speech.
 
@@ -59,9 +61,12 @@ def reply_text(
     instructions say "cut off") starts with ``Sorry, I was cut off. As I was saying:`` and
     the last assistant words the session was given (``resuming``), which shows tests what
     a replacement session was told; later items of a multi-item response start with
-    ``And one more thing:``. Filler words follow, from ``offset`` in a fixed text.
+    ``And one more thing:``. Filler words follow, from ``offset`` in a fixed text. ``head``
+    replaces the opening of the first item (tool replies: :mod:`bridge.sim.upstream_tools`).
     """
-    if item_index > 0:
+    if head is not None and item_index == 0:
+        pass
+    elif item_index > 0:
         head = "And one more thing:"
     elif resuming is not None:
         said = " ".join(resuming.split()[-8:])
@@ -130,6 +135,9 @@ class ResponseGen:
     late_left: int = 0
     finished: bool = False
     current: ConversationItem | None = None
+    calls: list[CallPlan] = field(default_factory=list)
+    """Function calls written after the audio items (:mod:`bridge.sim.upstream_tools`)."""
+    call_items: list[JsonObj] = field(default_factory=list)
 
     @property
     def next_at(self) -> float:
@@ -169,7 +177,23 @@ class ResponseGen:
                 ],
             ),
         ]
-        out += self._open_item()
+        if self.plans:
+            out += self._open_item()
+        return out
+
+    def _calls(self) -> list[JsonObj]:
+        """The function call items, after every audio item."""
+        out: list[JsonObj] = []
+        for k, plan in enumerate(self.calls):
+            events, item = call_events(
+                plan,
+                response_id=self.record.id,
+                output_index=len(self.plans) + k,
+                conversation=self.conversation,
+                ids=self.ids,
+            )
+            out += events
+            self.call_items.append(item)
         return out
 
     def _part(self, text: str) -> JsonObj:
@@ -229,6 +253,9 @@ class ResponseGen:
     def step(self) -> list[JsonObj]:
         """The events due at :attr:`next_at`: one delta of the current item, then the item's
         and the response's closing events if they follow it. Advances :attr:`next_at`."""
+        if not self.plans:  # only function calls
+            self.steps += 1
+            return self._calls() + self._close_response()
         plan = self.plans[self.index]
         assert self.current is not None
         chunk_ms = min(self.pacing.delta_ms, plan.audio_ms - self.sent_ms)
@@ -277,7 +304,7 @@ class ResponseGen:
                 self.index += 1
                 out += self._open_item()
             else:
-                out += self._close_response()
+                out += self._calls() + self._close_response()
         return out
 
     def _close_item(self, status: str) -> list[JsonObj]:
@@ -326,7 +353,7 @@ class ResponseGen:
                 transcript=self.record.transcripts[plan.item_id],
             ).to_json()
             for i, plan in enumerate(self.plans[: self.index + 1])
-        ]
+        ] + list(self.call_items)
         audio_ms = sum(self.record.audio_ms.values())
         text_tokens = sum(len(t.split()) for t in self.record.transcripts.values())
         audio_tokens = audio_ms // 50
@@ -352,6 +379,8 @@ class ResponseGen:
         self.cancel_reason = reason
         self.record.reason = reason
         self.record.cancelled_at = now
+        if not self.plans:
+            return self._close_response()
         started = self.sent_ms > 0
         self.late_left = min(self.pacing.late_deltas_after_cancel, self._remaining_deltas())
         if not started or self.late_left <= 0:

@@ -59,6 +59,14 @@ from bridge.sim.upstream_conversation import (
 )
 from bridge.sim.upstream_items import ItemHandlers
 from bridge.sim.upstream_response import ItemPlan, Pacing, ResponseGen, reply_text
+from bridge.sim.upstream_tools import (
+    PURPOSE_HEADS,
+    SHORT_PURPOSES,
+    answer_head,
+    last_tool_output,
+    plan_calls,
+    say_first,
+)
 
 __all__ = ["CLIENT_EVENT_TYPES", "SessionSettings", "UpstreamSession", "decode_frame"]
 
@@ -105,6 +113,7 @@ class UpstreamSession:
 
     __slots__ = (
         "_buffer_start_ms",
+        "_caller_turns",
         "_default_gen",
         "_gens",
         "_odd_byte",
@@ -145,6 +154,8 @@ class UpstreamSession:
         self.audio_clock_ms = 0.0
         self.items = ItemHandlers(self.conversation, self.ids, self.truncations, settings)
         self._buffer_start_ms = 0.0
+        self._caller_turns = 0
+        """Caller utterances committed so far (scripted tool calls name their turn)."""
         self._odd_byte = b""
         self._gens: list[ResponseGen] = []
         self._default_gen: ResponseGen | None = None
@@ -357,7 +368,7 @@ class UpstreamSession:
         ]
         out += self._commit(item_id, end_ms, now)
         if td["create_response"] and self._default_gen is None:
-            out += self._start_response({}, now)
+            out += self._start_response({}, now, caller_turn=self._caller_turns)
         return out
 
     def _next_caller_transcript(self) -> str:
@@ -373,6 +384,7 @@ class UpstreamSession:
     def _commit(self, item_id: str, end_ms: float, now: float) -> list[JsonObj]:
         """Commit the buffer up to ``end_ms`` as user audio item ``item_id``."""
         self._buffer_start_ms = end_ms
+        self._caller_turns += 1
         item = ConversationItem(
             id=item_id,
             type="message",
@@ -462,7 +474,9 @@ class UpstreamSession:
                 return item.transcript
         return ""
 
-    def _start_response(self, params: JsonObj, now: float) -> list[JsonObj]:
+    def _start_response(
+        self, params: JsonObj, now: float, *, caller_turn: int | None = None
+    ) -> list[JsonObj]:
         output = response_output(params, self.session)
         in_conversation = params.get("conversation", "auto") == "auto"
         record = ResponseRecord(
@@ -473,9 +487,26 @@ class UpstreamSession:
             answering=self._answering(),
         )
         self.responses[record.id] = record
-        reply_ms = (
-            self._reply_overrides.popleft() if self._reply_overrides else self.settings.reply_ms
-        )
+        script = self.settings.tool_calls
+        calls = plan_calls(script, caller_turn, self.ids) if caller_turn is not None else []
+        metadata = params.get("metadata")
+        purpose = metadata.get("bridge_purpose") if isinstance(metadata, dict) else None
+        head: str | None = None
+        items = self.settings.items_per_response
+        if calls:
+            reply_ms, head = say_first(script, caller_turn or 0)
+            items = 1 if reply_ms else 0
+        else:
+            short = purpose in SHORT_PURPOSES
+            reply_ms = (
+                self._reply_overrides.popleft()
+                if self._reply_overrides
+                else (self.settings.short_reply_ms if short else self.settings.reply_ms)
+            )
+            if isinstance(purpose, str) and purpose in PURPOSE_HEADS:
+                head = PURPOSE_HEADS[purpose]
+            elif purpose == "tools" and (found := last_tool_output(self.conversation)) is not None:
+                head = answer_head(found)
         n = self._response_count
         self._response_count += 1
         resuming = self._resuming(params)
@@ -490,6 +521,7 @@ class UpstreamSession:
                     item_index=i,
                     audio_ms=reply_ms,
                     offset=n * 7 + i * 3,
+                    head=head,
                 ),
                 # Seeds ignore the session index so benchmarks reuse cached audio across calls.
                 audio=reply_audio(reply_ms, self.settings.seed * 1_000_003 + n * 16 + i, fmt)
@@ -497,7 +529,7 @@ class UpstreamSession:
                 else b"",
                 audio_ms=reply_ms,
             )
-            for i in range(self.settings.items_per_response)
+            for i in range(items)
         ]
         s = self.settings
         gen = ResponseGen(
@@ -511,6 +543,7 @@ class UpstreamSession:
             audio=output.audio,
             conversation=self.conversation if in_conversation else None,
             ids=self.ids,
+            calls=calls,
             first_at=now + s.first_delta_delay_ms / 1000.0,
         )
         self._gens.append(gen)
