@@ -29,7 +29,7 @@ layers: $(STAMP)
 	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict bridge
+	$(BIN)/mypy --strict bridge bench
 
 # One worker per core (pytest-xdist): each test runs its own Trio run on loopback ports;
 # loadgroup keeps a module marked with xdist_group (the surface fuzz) on one worker.
