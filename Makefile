@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint layers typecheck unit bench bench-bargein bench-cutoff bench-vad bench-gate bench-reconnect bench-tools chaos clean
+.PHONY: install demo test lint layers typecheck unit fuzz bench bench-bargein bench-cutoff bench-vad bench-gate bench-reconnect bench-tools chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,20 @@ layers: $(STAMP)
 	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict bridge
+	$(BIN)/mypy --strict bridge bench
 
-# One worker per core (pytest-xdist): each test runs its own Trio run on loopback ports.
+# One worker per core (pytest-xdist): each test runs its own Trio run on loopback ports;
+# loadgroup keeps a module marked with xdist_group (the surface fuzz) on one worker.
 unit: $(STAMP)
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --dist loadgroup
 
-bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-reconnect bench-tools
+## The fuzz suite of the outside surface at full size (`make test` runs it at a quick size).
+fuzz: $(STAMP)
+	BRIDGE_FUZZ=full $(BIN)/pytest tests/fuzz_surface.py tests/fuzz_upstream.py \
+		--hypothesis-show-statistics
+	cat out/fuzz-surface.json
+
+bench: bench-bargein bench-turn bench-cutoff bench-vad bench-gate bench-reconnect bench-tools bench-notes
 
 # Each benchmark writes JSON to out/ and its printed table to out/<name>.txt.
 bench-bargein: $(STAMP)
@@ -61,6 +68,12 @@ bench-vad: $(STAMP)
 bench-gate: $(STAMP)
 	mkdir -p out
 	$(BIN)/python -m bench.gate_cost --out out/bench-gate.json | tee out/bench-gate.txt
+
+# 1000 concurrent notes against a live call: answers, /healthz latency, audio gaps.
+.PHONY: bench-notes
+bench-notes: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m bench.notes_burst --out out/bench-notes.json | tee out/bench-notes.txt
 
 # Upstream closes and stalls in real time (20 each), then a two-hour call in virtual time.
 bench-reconnect: $(STAMP)

@@ -258,16 +258,20 @@ class Token(Parser[str]):
 
 @dataclass(frozen=True, slots=True)
 class SecretText(Parser[Secret]):
-    """A key or token: one printable word, kept in a :class:`Secret`, never quoted."""
+    """A key or token: one printable word of ``min_chars`` or more, kept in a
+    :class:`Secret`, never quoted."""
 
     hides_value: ClassVar[bool] = True
+    min_chars: int = 1
 
     @property
     def allowed(self) -> str:
+        if self.min_chars > 1:
+            return f"the secret as one word of {self.min_chars} characters or more (no spaces)"
         return "the secret as one word (no spaces)"
 
     def parse(self, text: str) -> Secret:
-        if not _is_word(text):
+        if not _is_word(text) or len(text) < self.min_chars:
             raise ValueError("refused secret")  # never the value itself
         return Secret(text)
 
@@ -578,6 +582,14 @@ class BridgeConfig:
         "https://api.twilio.com",
         "Twilio REST base URL (point it at a fake in tests).",
     )
+    control_token: Secret | None = setting(
+        "BRIDGE_CONTROL_TOKEN",
+        # 32 characters of a random token are far beyond guessing, even without a lockout.
+        SecretText(min_chars=32),
+        None,
+        "Enables the control API (`GET /calls`, `POST /calls/{call_sid}/notes`): each request must carry `Authorization: Bearer <token>`. Unset: those routes answer 404.",
+        unset_means="none (control API off)",
+    )
     tx_lead_ms: int = setting(
         "BRIDGE_TX_LEAD_MS",
         # Below one 20 ms frame Twilio would hold nothing and every network hiccup is a gap.
@@ -696,6 +708,12 @@ class BridgeConfig:
         Flag(),
         False,
         "`on`: log what the caller and the AI said at INFO (personal data).",
+    )
+    log_pii: bool = setting(
+        "BRIDGE_LOG_PII",
+        Flag(),
+        False,
+        "`on`: log the caller's and the called phone numbers (`From`, `To`) in `CALL_START` (personal data); `off`: they show as `<hidden>`.",
     )
     tools_file: str | None = setting(
         "BRIDGE_TOOLS_FILE",

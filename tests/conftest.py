@@ -13,11 +13,15 @@ class LogCapture:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, dict[str, Any]]] = []
+        self.errors: list[str] = []
+        """Messages of the records at ERROR and above (a bug, with its traceback)."""
         self._changed = trio.Event()
 
     def sink(self, message: Any) -> None:
         record = message.record
         self.records.append((record["message"], dict(record["extra"])))
+        if record["level"].no >= 40:
+            self.errors.append(record["message"])
         self._changed.set()
         self._changed = trio.Event()
 

@@ -25,6 +25,8 @@ from bridge.sim.upstream import SimSession, SimUpstream, SimUpstreamOptions
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
 AUTH_TOKEN = "test-auth-token"
+CONTROL_TOKEN = "test-control-token-0123456789abcdef"
+CONTROL_AUTH = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
 
 
 class CompletedCall(NamedTuple):
@@ -66,6 +68,7 @@ TEST_CONFIG = BridgeConfig(
     port=0,
     twilio_account_sid=ACCOUNT_SID,
     twilio_auth_token=Secret(AUTH_TOKEN),
+    control_token=Secret(CONTROL_TOKEN),
     heartbeat_interval_s=1.0,
     heartbeat_timeout_s=1.0,
     session_timeout_s=3.0,

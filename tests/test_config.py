@@ -239,6 +239,8 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("BRIDGE_LOG_FORMAT", "json", "log_format", "json"),
     ("BRIDGE_LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
     ("BRIDGE_LOG_TRANSCRIPTS", "1", "log_transcripts", True),
+    ("BRIDGE_CONTROL_TOKEN", "c" * 32, "control_token", Secret("c" * 32)),
+    ("BRIDGE_LOG_PII", "on", "log_pii", True),
     ("BRIDGE_TOOLS_FILE", str(EMPTY_TOOLS_FILE), "tools_file", None),
     ("BRIDGE_APP_SECRET", "whsec_abc123", "app_secret", Secret("whsec_abc123")),
     ("BRIDGE_EVENTS_URL", "http://127.0.0.1:9/events", "events_url", None),
@@ -258,7 +260,8 @@ def test_good_values_are_parsed(env: str, text: str, attr: str, value: object) -
 def test_every_setting_has_good_and_bad_value_cases() -> None:
     assert {env for env, *_ in GOOD_VALUES} == set(BY_ENV)
     takes_any_text = {"BRIDGE_INSTRUCTIONS", "BRIDGE_GREETING"}
-    assert {env for env, _ in BAD_VALUES} | set(SECRETS) == set(BY_ENV) - takes_any_text
+    secrets = set(SECRETS) | set(LONG_SECRETS)
+    assert {env for env, _ in BAD_VALUES} | secrets == set(BY_ENV) - takes_any_text
 
 
 def test_unset_and_empty_mean_the_default_but_an_empty_greeting_is_a_value() -> None:
@@ -336,6 +339,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("BRIDGE_LOG_LEVEL", "TRACE"),
     ("BRIDGE_AUDIO_GATE", "maybe"),
     ("BRIDGE_LOG_TRANSCRIPTS", "2"),
+    ("BRIDGE_LOG_PII", "maybe"),
     ("BRIDGE_NEGATIONS", " , ,"),
     ("BRIDGE_NEGATIONS", ",".join(["no"] * 101)),
     ("BRIDGE_NEGATIONS", "no," + "n" * 65),
@@ -352,6 +356,8 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("BRIDGE_TOOL_FILLER_MS", "10001"),
 ]
 SECRETS = ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "BRIDGE_APP_SECRET")
+LONG_SECRETS = ("BRIDGE_CONTROL_TOKEN",)
+"""Secrets with a minimum length: a short one is refused too, never quoted."""
 
 
 @pytest.mark.parametrize(("env", "text"), BAD_VALUES)
@@ -384,6 +390,16 @@ def test_a_refused_secret_is_never_quoted(env: str, text: str) -> None:
         load_config({env: text})
     assert str(refused.value) == (
         f"{env}=<hidden, {len(text)} characters>: must be the secret as one word (no spaces)"
+    )
+
+
+@pytest.mark.parametrize("text", ["c" * 31, "c" * 16 + " " + "c" * 16])
+def test_a_short_control_token_is_refused_and_never_quoted(text: str) -> None:
+    allowed = "the secret as one word of 32 characters or more (no spaces)"
+    with pytest.raises(ConfigError) as refused:
+        load_config({"BRIDGE_CONTROL_TOKEN": text})
+    assert str(refused.value) == (
+        f"BRIDGE_CONTROL_TOKEN=<hidden, {len(text)} characters>: must be {allowed}"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -13,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
 
 from bridge.config import Secret
+from bridge.core.call import CallCore
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.signature import compute_signature
 from bridge.core.stats import CallCounters, CallStatistics
@@ -21,13 +23,14 @@ from bridge.runtime.metrics import Metrics
 from bridge.sim.caller_options import CallerConnectError
 from bridge.sim.upstream import SimUpstreamOptions
 from tests.conftest import LogCapture
-from tests.harness import AUTH_TOKEN, Rig, start_rig
+from tests.harness import AUTH_TOKEN, CONTROL_AUTH, Rig, start_rig
 
 WEBHOOK_FORM = {"CallSid": "CA123", "From": "+15550001111", "To": "+15550002222"}
 
 
 def client(rig: Rig) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=rig.server.base_url, timeout=5.0)
+    """Carries the control API's bearer token (the routes that need none ignore it)."""
+    return httpx.AsyncClient(base_url=rig.server.base_url, timeout=5.0, headers=CONTROL_AUTH)
 
 
 async def test_voice_webhook_returns_connect_stream_with_fallback(
@@ -195,3 +198,70 @@ def test_json_logs_carry_tag_fields_and_call_ids() -> None:
     assert record["extra"]["clear_ms"] == 0.4
     assert record["extra"]["call_sid"] == "CA1"
     assert record["extra"]["stream_sid"] == "MZ1"
+
+
+async def test_readyz_answers_503_during_the_drain_while_the_port_stays_open(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    """After shutdown() (what SIGTERM calls), calls still open keep the port: a load
+    balancer reads 503 from /readyz instead of a refused connection."""
+    with trio.fail_after(60):
+        rig = await start_rig(nursery)
+        caller = rig.caller("listen:60")
+        nursery.start_soon(caller.run)
+        await caller.wait_ai_turn_started(1)
+        handle = await rig.server.registry.wait_for_call(caller.options.call_sid)
+        rig.server.shutdown()
+        async with client(rig) as http:
+            ready = await http.get("/readyz")
+            health = await http.get("/healthz")
+        with pytest.raises(CallerConnectError, match="503"):
+            await rig.caller("listen:2").run()
+        assert not handle.ended.is_set()  # all of that during the drain
+        await handle.ended.wait()
+    assert (ready.status_code, ready.text) == (503, "draining\n")
+    assert health.status_code == 200
+
+
+async def test_every_route_answers_wrong_methods_and_paths_in_one_line(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    with trio.fail_after(20):
+        rig = await start_rig(nursery)
+        async with client(rig) as http:
+            head = await http.head("/healthz")
+            post_health = await http.post("/healthz")
+            get_voice = await http.get("/twilio/voice")
+            put_calls = await http.put("/calls")
+            get_notes = await http.get("/calls/CA1/notes")
+            plain_media = await http.get("/twilio/media")
+            nowhere = await http.get("/calls/CA1/notes/extra")
+            bad_host = await http.post("/twilio/voice", headers={"host": "bad host:1"})
+    assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", "3")
+    assert (post_health.status_code, post_health.headers["allow"]) == (405, "GET, HEAD")
+    assert (get_voice.status_code, get_voice.headers["allow"]) == (405, "POST")
+    assert (put_calls.status_code, get_notes.status_code) == (405, 405)
+    assert (plain_media.status_code, plain_media.text) == (426, "the media stream is a WebSocket\n")
+    assert nowhere.status_code == 404
+    assert (bad_host.status_code, bad_host.text) == (400, "bad Host header\n")
+    assert logs.errors == []
+
+
+async def test_an_ended_call_lets_its_core_go_and_keeps_its_final_counters(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    """The registry remembers recently ended calls (256): each must cost little."""
+    with trio.fail_after(30):
+        rig = await start_rig(nursery)
+        caller = rig.caller("listen:3")
+        nursery.start_soon(caller.run)
+        handle = await rig.server.registry.wait_for_call(caller.options.call_sid)
+        live_epoch = handle.barge_in_epoch
+        await handle.ended.wait()
+        await caller.wait_closed()
+    gc.collect()
+    cores = [o for o in gc.get_objects() if isinstance(o, CallCore)]
+    assert [core for core in cores if core.call_sid == handle.call_sid] == []
+    assert rig.server.registry.get(handle.call_sid) is handle
+    assert handle.barge_in_epoch == live_epoch
+    assert handle.statistics().frames_in > 100

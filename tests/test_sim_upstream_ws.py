@@ -203,6 +203,21 @@ async def test_runtime_frame_faults(
     assert error["error"]["message"] == "Slow down."
 
 
+async def test_frames_of_any_content_are_sent_as_given(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    frames = ('{"type": "response.done", "response": 5}', "not json", '{"type": "x"}')
+    sim = await start(nursery)
+    with trio.fail_after(TIMEOUT_S):
+        async with connect(sim.url) as ws:
+            await recv(ws)
+            session = await sim.wait_for_session(0)
+            session.send_frames(frames)
+            received = [await ws.get_message() for _ in frames]
+    assert tuple(received) == frames
+    assert tuple(session.frames_sent[1:]) == frames
+
+
 async def test_stall_leaves_pings_unanswered_until_it_ends(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

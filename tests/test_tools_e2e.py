@@ -25,6 +25,7 @@ from bridge.sim.tool_app import ToolBehaviour
 from bridge.sim.upstream import SimSession, SimUpstreamOptions
 from bridge.sim.upstream_tools import SimToolCall
 from tests.conftest import LogCapture
+from tests.harness import CONTROL_AUTH
 from tests.test_conformance import assert_session_conforms
 from tests.tool_rig import SECRET, ToolRig, start_tool_rig
 
@@ -519,7 +520,7 @@ async def test_the_control_url_in_a_tool_request_takes_a_note_to_the_call(
             await caller.wait_ai_turn_ended(2)
             [tool] = rig.app.tool_calls()
             control_url = tool.json()["control_url"]
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(headers=CONTROL_AUTH) as client:
                 reply = await client.post(
                     f"{control_url}/notes",
                     json={

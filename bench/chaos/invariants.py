@@ -20,10 +20,12 @@ violations it found, as readable lines (empty: the invariant held). Times are Tr
    the part heard (plus a word of slack: the cut is an estimate); every caller text is
    something the caller said; and what the caller heard of the previous session (at least
    :data:`HEARD_ENOUGH_MS` of an item) is in the next one's replay.
-5. **Clean ends**: exactly one ``CALL_END``; no task of the call, no live call and no file
-   descriptor left; the call's end is not ``internal_error``.
+5. **Clean ends**: exactly one ``CALL_END``; no task of the call, no live call and no socket
+   left open; the call's end is not ``internal_error``.
 6. **The process lives**: nothing escaped the rig and ``/healthz`` answers 200 after the call.
 7. **Twilio protocol**: the caller saw no protocol violation from the bridge.
+8. **Notes reach the call**: every note posted to the control API is queued (202), unless
+   the call had already ended (404 once its ``CALL_END`` is logged).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from bench.chaos.rig import Observation
+from bench.chaos.rig import Observation, describe_socket
 from bridge.core.records import UpstreamRestored, read_record
 from bridge.sim.playback import PlayedSegment
 
@@ -241,8 +243,8 @@ def clean_end(seen: Observation) -> Iterable[str]:
         yield f"tasks left: {seen.tasks_left}"
     if seen.live_calls_left:
         yield f"{seen.live_calls_left} call(s) still live"
-    if seen.open_fds_after != seen.open_fds_before:
-        yield f"file descriptors: {seen.open_fds_before} before, {seen.open_fds_after} after"
+    if leaked := sorted(seen.sockets_after - seen.sockets_before):
+        yield f"sockets left open: {[describe_socket(name) for name in leaked]}"
 
 
 def process_lives(seen: Observation) -> Iterable[str]:
@@ -258,6 +260,14 @@ def twilio_protocol(seen: Observation) -> Iterable[str]:
         yield f"protocol violations {seen.report.violations}: {samples}"
 
 
+def notes_reach_the_call(seen: Observation) -> Iterable[str]:
+    ended_at = min((line.t for line in seen.lines_tagged("CALL_END")), default=math.inf)
+    for answered_at, status in seen.notes:
+        if status == 202 or (status == 404 and answered_at >= ended_at):
+            continue
+        yield f"a note answered at {answered_at:.2f} got {status} (CALL_END at {ended_at:.2f})"
+
+
 CHECKS: tuple[tuple[str, Callable[[Observation], Iterable[str]]], ...] = (
     ("no_dead_air", no_dead_air),
     ("one_voice_at_a_time", one_voice_at_a_time),
@@ -266,4 +276,5 @@ CHECKS: tuple[tuple[str, Callable[[Observation], Iterable[str]]], ...] = (
     ("clean_end", clean_end),
     ("process_lives", process_lives),
     ("twilio_protocol", twilio_protocol),
+    ("notes_reach_the_call", notes_reach_the_call),
 )

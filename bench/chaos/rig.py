@@ -13,6 +13,7 @@ of the bridge: an exception out of the rig is recorded as ``crashed``.
 
 from __future__ import annotations
 
+import gc
 import os
 import traceback
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from bridge.sim.upstream import SimSession, SimUpstream, SimUpstreamOptions
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
 AUTH_TOKEN = "chaos-auth-token"
+CONTROL_TOKEN = "chaos-control-token-0123456789abcdef"
+"""The control API's bearer token: the notes of a schedule are posted with it."""
 END_WAIT_S = 30.0
 """After the caller is gone, the bridge must end the call within this (virtual) time."""
 
@@ -71,12 +74,14 @@ class Observation:
     tasks_left: list[str] = field(default_factory=list)
     live_calls_left: int = 0
     health_status: int | None = None
-    open_fds_before: int = 0
-    open_fds_after: int = 0
+    sockets_before: frozenset[str] = frozenset()
+    sockets_after: frozenset[str] = frozenset()
     crashed: str | None = None
     """The traceback of an exception out of the rig."""
     applied: list[str] = field(default_factory=list)
     """Faults as applied, with the Trio time (what a reader of a violation wants first)."""
+    notes: list[tuple[float, int]] = field(default_factory=list)
+    """Each note posted and answered: (Trio time of the answer, its HTTP status)."""
 
     def lines_tagged(self, tag: str) -> list[BridgeLine]:
         return [line for line in self.lines if line.tag == tag]
@@ -92,7 +97,9 @@ def live_task_names() -> list[str]:
             for child in nursery.child_tasks:
                 walk(child)
 
-    walk(trio.lowlevel.current_root_task())
+    root = trio.lowlevel.current_root_task()
+    if root is not None:  # None only outside a Trio run, where no task is alive
+        walk(root)
     return names
 
 
@@ -101,9 +108,50 @@ def call_tasks_alive(call_sid: str) -> list[str]:
     return [name for name in live_task_names() if name.endswith(f":{call_sid}")]
 
 
-def open_fds() -> int:
-    """File descriptors open in this process (sockets included); Linux."""
-    return len(os.listdir("/proc/self/fd"))
+def open_sockets() -> frozenset[str]:
+    """The sockets open in this process, each as its ``socket:[inode]`` name; Linux.
+
+    Sockets, not every descriptor: a library that opens a file lazily (once per process, at a
+    moment of its choosing) is no leak of this call's. A collection runs first: a socket that
+    an earlier test in the same process dropped without closing is closed by the collector
+    whenever it runs, and must not count as this schedule's. A socket still held is not
+    collected, so a real leak still shows, by name."""
+    gc.collect()
+    names: set[str] = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # closed between the listing and the read (the listing's own fd)
+            continue
+        if target.startswith("socket:"):
+            names.add(target)
+    return frozenset(names)
+
+
+def describe_socket(name: str) -> str:
+    """``socket:[inode]`` with its addresses and TCP state when it is an IP socket; Linux."""
+    inode = name.removeprefix("socket:[").removesuffix("]")
+    for table in ("tcp", "tcp6", "udp", "udp6", "unix"):
+        try:
+            with open(f"/proc/net/{table}") as rows:
+                for row in rows:
+                    fields = row.split()
+                    if table == "unix":
+                        if len(fields) >= 7 and fields[6] == inode:
+                            return f"{name} unix {' '.join(fields[7:]) or '(unnamed)'}"
+                    elif len(fields) >= 10 and fields[9] == inode:
+                        return f"{name} {table} {_ip(fields[1])}->{_ip(fields[2])} st={fields[3]}"
+        except OSError:
+            continue
+    return name
+
+
+def _ip(hex_address: str) -> str:
+    host, port = hex_address.split(":")
+    if len(host) == 8:
+        octets = bytes.fromhex(host)[::-1]
+        return f"{'.'.join(str(b) for b in octets)}:{int(port, 16)}"
+    return f"[{host}]:{int(port, 16)}"
 
 
 def bridge_config(schedule: Schedule, upstream_url: str, rest_url: str) -> BridgeConfig:
@@ -114,6 +162,7 @@ def bridge_config(schedule: Schedule, upstream_url: str, rest_url: str) -> Bridg
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=Secret(AUTH_TOKEN),
         twilio_api_base_url=rest_url,
+        control_token=Secret(CONTROL_TOKEN),
         session_timeout_s=3.0,
         fast_barge_in=schedule.fast_barge_in,
     )
@@ -133,7 +182,7 @@ async def run_schedule(schedule: Schedule) -> Observation:
         )
 
     sink_id = logger.add(sink, level="INFO")
-    observation.open_fds_before = open_fds()
+    observation.sockets_before = open_sockets()
     try:
         async with trio.open_nursery() as nursery:
             await _run_call(nursery, schedule, observation)
@@ -142,7 +191,7 @@ async def run_schedule(schedule: Schedule) -> Observation:
         observation.crashed = "".join(traceback.format_exception(exc))
     finally:
         logger.remove(sink_id)
-    observation.open_fds_after = open_fds()
+    observation.sockets_after = open_sockets()
     return observation
 
 
@@ -176,7 +225,8 @@ async def _run_call(nursery: trio.Nursery, schedule: Schedule, seen: Observation
     )
     base = f"http://{server.host}:{server.port}"
     # Plain HTTP on loopback: no certificates to load (that would be most of a short run).
-    async with httpx.AsyncClient(base_url=base, timeout=5.0, verify=False) as http:
+    bearer = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
+    async with httpx.AsyncClient(base_url=base, timeout=5.0, verify=False, headers=bearer) as http:
         async with trio.open_nursery() as call:
             call.start_soon(_apply_faults, schedule, caller, sim, http, seen)
             origin = trio.current_time()  # the report's zero: run() starts at this instant
@@ -228,7 +278,8 @@ async def _apply_faults(
             caller.abort()
         else:
             note = {"text": f"Note at {at_s:.1f} s: the order shipped.", "respond": at_s > 6}
-            await http.post(f"/calls/{seen.call_sid}/notes", json=note)
+            answer = await http.post(f"/calls/{seen.call_sid}/notes", json=note)
+            seen.notes.append((trio.current_time(), answer.status_code))
 
 
 GARBAGE_SPACING_S = 0.01

@@ -51,6 +51,7 @@ from bridge.core.conversation import Conversation
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.gate import GateStage, Released
 from bridge.core.inputclock import InputClock
+from bridge.core.logsafe import clip
 from bridge.core.notes import Note, NoteBook, NoteDisposition
 from bridge.core.playout import (
     BYTES_PER_MS,
@@ -60,6 +61,7 @@ from bridge.core.playout import (
     Pacer,
     PlayoutLedger,
 )
+from bridge.core.ratelimit import LogThrottle
 from bridge.core.realtime_client import (
     ClientEvent,
     ItemDelete,
@@ -241,6 +243,7 @@ class CallCore:
         "_tools",
         "_transcripts",
         "_unsent",
+        "_warnings",
         "call_sid",
         "ledger",
         "settings",
@@ -307,6 +310,8 @@ class CallCore:
         """Function calls and their rules (:mod:`bridge.core.tools`)."""
         self._transcripts = TranscriptLedger()
         """AI transcripts waiting to be settled as heard (call events only)."""
+        self._warnings = LogThrottle()
+        """Warnings a peer can repeat at will (malformed frames) are rate-limited per call."""
 
     # -- read-only views ------------------------------------------------------------------
 
@@ -405,17 +410,11 @@ class CallCore:
                 return [Log("DEBUG", "DTMF", f"digit={ev.digit}")]
             case twilio.Malformed():
                 self._counters.twilio_malformed += 1
-                return [
-                    Log(
-                        "WARNING",
-                        "TWILIO_MALFORMED",
-                        f"{ev.reason} (#{self._counters.twilio_malformed}); call continues",
-                    )
-                ]
+                detail = f"{ev.reason} (#{self._counters.twilio_malformed}); call continues"
+                return list(self._warnings.admit(Log("WARNING", "TWILIO_MALFORMED", detail), now))
             case twilio.Start() | twilio.Connected():
-                return [
-                    Log("WARNING", "TWILIO_UNEXPECTED", f"duplicate {type(ev).__name__} ignored")
-                ]
+                detail = f"duplicate {type(ev).__name__} ignored"
+                return list(self._warnings.admit(Log("WARNING", "TWILIO_UNEXPECTED", detail), now))
             case twilio.UnknownTwilioEvent():
                 return [Log("DEBUG", "TWILIO_UNKNOWN", f"event={ev.event!r} ignored")]
             case _:
@@ -449,7 +448,7 @@ class CallCore:
         while no session is ready, the audio waits, up to :data:`HOLD_WHILE_AWAY_MS`)."""
         actions: list[Action] = []
         for frame in frames:
-            result = self._gate.process(frame, barge_in_active=self.barge_in_active)
+            result = self._gate.process(frame, barge_in_active=self.barge_in_active, now=now)
             actions.extend(result.logs)
             self._unsent.extend(result.released)
             if result.onset:
@@ -491,7 +490,8 @@ class CallCore:
         if not self.session_ready:
             return None
         for frame in frames:
-            self._unsent.extend(self._gate.process(frame, barge_in_active=False).released)
+            released = self._gate.process(frame, barge_in_active=False, now=now).released
+            self._unsent.extend(released)
         self._unsent.extend(self._gate.flush())
         return self._append_unsent()
 
@@ -725,7 +725,7 @@ class CallCore:
             case rt.InputTranscript():
                 return self._on_input_transcript(ev)
             case rt.ErrorEvent():
-                return self._on_error(ev)
+                return self._on_error(ev, now)
             case rt.SessionUpdated():
                 return self._on_session_updated(ev, now)
             case rt.SessionCreated():
@@ -754,13 +754,8 @@ class CallCore:
                 return [Log("DEBUG", "UPSTREAM_UNKNOWN", f"ignored event type {ev.event_type!r}")]
             case rt.MalformedEvent():
                 self._counters.upstream_malformed += 1
-                return [
-                    Log(
-                        "WARNING",
-                        "UPSTREAM_MALFORMED",
-                        f"{ev.reason} (#{self._counters.upstream_malformed}); call continues",
-                    )
-                ]
+                detail = f"{ev.reason} (#{self._counters.upstream_malformed}); call continues"
+                return list(self._warnings.admit(Log("WARNING", "UPSTREAM_MALFORMED", detail), now))
             case rt.IgnoredEvent():
                 return []
             case _:
@@ -793,10 +788,10 @@ class CallCore:
         dropped = self.ledger.add_audio(ev.response_id, ev.item_id, ev.audio)
         if dropped:
             counters.tx_overflow_frames += dropped
-            return [
-                WakeTx(),
-                Log("WARNING", "TX_OVERFLOW", f"local TX queue full: dropped {dropped} oldest"),
-            ]
+            # One per delta while the upstream sends faster than the caller hears: throttled.
+            detail = f"local TX queue full: dropped {dropped} oldest"
+            overflow = Log("WARNING", "TX_OVERFLOW", detail)
+            return [WakeTx(), *self._warnings.admit(overflow, now)]
         return [WakeTx()]
 
     def _on_output_item_added(self, ev: rt.OutputItemAdded, now: float) -> list[Action]:
@@ -901,9 +896,13 @@ class CallCore:
             actions.extend(self._deliver(note))
         return actions
 
-    def _on_error(self, ev: rt.ErrorEvent) -> list[Action]:
+    def _on_error(self, ev: rt.ErrorEvent, now: float) -> list[Action]:
         self._counters.upstream_errors += 1
-        detail = f"code={ev.code} param={ev.param} event_id={ev.event_id}: {ev.message}"
+        # The server's words, cut: a log line stays a line whatever the upstream sends.
+        detail = (
+            f"code={str(ev.code)[:64]} param={str(ev.param)[:64]} "
+            f"event_id={str(ev.event_id)[:64]}: {clip(ev.message)}"
+        )
         if self._state.phase is SessionPhase.CONFIGURING and (
             ev.event_id == self._session_update_id or (ev.param or "").startswith("session")
         ):
@@ -918,7 +917,8 @@ class CallCore:
             self._state.request_failed(ev.event_id, collided=collided)
         if ev.code in BENIGN_ERROR_CODES:
             return [Log("INFO", "UPSTREAM_BENIGN", detail)]
-        return [Log("WARNING", "UPSTREAM_ERROR", f"{detail}; call continues")]
+        warning = Log("WARNING", "UPSTREAM_ERROR", f"{detail}; call continues")
+        return list(self._warnings.admit(warning, now))
 
     # -- TX writer ------------------------------------------------------------------------
 

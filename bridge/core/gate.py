@@ -113,11 +113,11 @@ class GateStage:
         """Twilio ``clear`` written at Trio time ``at``: our playout, and its echo, stop."""
         self._analyzer.note_outbound_cleared(self.caller_ms(at))
 
-    def process(self, frame: Media, *, barge_in_active: bool) -> GateResult:
-        """One caller frame; caller audio missing before it (see
+    def process(self, frame: Media, *, barge_in_active: bool, now: float) -> GateResult:
+        """One caller frame, taken at ``now``; caller audio missing before it (see
         :mod:`bridge.core.inboundgap`) is released first, as silence."""
         result = GateResult()
-        gap = self._gaps.before(frame.timestamp_ms, len(frame.payload))
+        gap = self._gaps.before(frame.timestamp_ms, len(frame.payload), now)
         if gap is not None:
             self._counters.inbound_gaps += 1
             self._counters.inbound_gap_filled_ms += gap.filled_ms

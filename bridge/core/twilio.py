@@ -24,6 +24,10 @@ import orjson
 import pybase64
 
 _SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_MEDIA_PAYLOAD_BYTES = 8000
+"""One inbound frame's audio, at most: 1 s of μ-law (Twilio sends 20 ms, 160 bytes). More
+is refused as malformed, so one message cannot carry minutes of billed audio."""
+_MAX_MEDIA_BASE64_CHARS = 4 * -(-MAX_MEDIA_PAYLOAD_BYTES // 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +156,15 @@ def _parse_media(message: Mapping[str, Any]) -> Media | Malformed:
     payload = media.get("payload")
     if not isinstance(payload, str):
         return Malformed("media without a string payload")
+    too_long = Malformed(f"media payload over {MAX_MEDIA_PAYLOAD_BYTES} bytes")
+    if len(payload) > _MAX_MEDIA_BASE64_CHARS:
+        return too_long  # not worth decoding
     try:
         audio = pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         return Malformed("media payload is not valid base64")
+    if len(audio) > MAX_MEDIA_PAYLOAD_BYTES:
+        return too_long
     timestamp = _int_field(media.get("timestamp"))
     if timestamp is None or timestamp < 0:
         return Malformed("media without a valid timestamp")

@@ -43,10 +43,13 @@ import trio
 from loguru import logger
 
 from bridge.core import twilio
+from bridge.core.actions import Log
 from bridge.core.call import TxSend, TxWait
 from bridge.core.call_events import CallEnded as CallEndedEvent
 from bridge.core.call_events import CallStarted
 from bridge.core.ending import CallEnd, EndReason
+from bridge.core.logsafe import start_parameters
+from bridge.core.ratelimit import LogThrottle
 from bridge.core.records import CallFinished, report
 from bridge.errors import CallEnded
 from bridge.logs import log_action, log_tagged
@@ -211,11 +214,10 @@ async def run_call(services: Services, leg: TwilioLeg) -> None:
     with logger.contextualize(call_sid=start.call_sid, stream_sid=start.stream_sid):
         services.metrics.call_started()
         services.registry.add(io.handle)
-        log_tagged(
-            "INFO",
-            "CALL_START",
-            f"stream {start.stream_sid} params={dict(start.custom_parameters)}",
+        params = start_parameters(
+            start.custom_parameters, show_phone_numbers=services.config.log_pii
         )
+        log_tagged("INFO", "CALL_START", f"stream {start.stream_sid} params={params}")
         io.app.emit(CallStarted(dict(start.custom_parameters)))
         try:
             unsupported = start.unsupported_media_format()
@@ -241,6 +243,7 @@ async def run_call(services: Services, leg: TwilioLeg) -> None:
 
 async def _wait_for_start(leg: TwilioLeg, timeout_s: float) -> twilio.Start | None:
     """Read ``connected`` then ``start``; ``None`` if it does not come in time."""
+    warnings = LogThrottle()
     with trio.move_on_after(timeout_s):
         while True:
             data = await leg.receive()
@@ -252,9 +255,10 @@ async def _wait_for_start(leg: TwilioLeg, timeout_s: float) -> twilio.Start | No
             if isinstance(event, twilio.Start):
                 return event
             if not isinstance(event, twilio.Connected):
-                log_tagged(
-                    "WARNING", "TWILIO_EARLY", f"{type(event).__name__} before start ignored"
-                )
+                kind = type(event).__name__
+                early = Log("WARNING", "TWILIO_EARLY", f"{kind} before start ignored")
+                for log in warnings.admit(early, trio.current_time()):
+                    log_action(log)
     reason = EndReason.TWILIO_START_TIMEOUT.value
     log_tagged("WARNING", "CALL_END", f"reason={reason} no start within {timeout_s:g}s")
     return None

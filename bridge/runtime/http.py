@@ -12,12 +12,23 @@ logged once with its traceback, answered with 500 when a response can still be s
 the connection is closed; the server keeps serving.
 
 Limits (:class:`HttpLimits`; the README lists them): request head size (431 beyond it),
-body size (413), the time a request (head and body) may take to arrive, idle keep-alive
-time, and the WebSocket message size (1009). Anything h11 finds malformed is a 400.
+body size (413, at once when ``Content-Length`` declares more), the time a request (head
+and body) may take to arrive, idle keep-alive time included (408), and the WebSocket
+message size (1009). Anything h11 finds malformed is a 400. After an error answer the
+connection is closed gracefully, as after any answer that ends it (``Connection: close``,
+HTTP/1.0, a refused upgrade): our side is shut down and what the client still sends is
+read and dropped for a moment (:data:`LINGER_S`, :data:`LINGER_BYTES`), so the answer is
+not lost to a TCP reset while the client is still writing.
+
+``HEAD`` is answered like ``GET`` without the body (the app sees ``HEAD``). At most
+:attr:`HttpLimits.busy_connections` connections parse or answer at once (see
+:class:`_HttpStream`), so a burst of requests never holds up the calls' audio tasks.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -36,6 +47,14 @@ from bridge.runtime.websocket import WebSocket
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
+_PROTOCOL_ERROR_TEXT = {
+    431: b"request head too large\n",
+    501: b"transfer encoding not supported\n",
+}
+"""The body of an error h11 found, by status (400 otherwise: ``bad request``)."""
+LINGER_S = 1.0
+LINGER_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
@@ -45,6 +64,9 @@ class HttpLimits:
     request_timeout_s: float = 10.0
     """From the end of the previous response (or the connection) to the end of this request."""
     max_ws_message_chars: int = 1024 * 1024
+    busy_connections: int = 8
+    """Connections parsing or answering at once (see :class:`_HttpStream`); the others wait
+    their turn, without holding one while they wait on the network."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +124,90 @@ async def serve_http(
     bound = listeners[0].socket.getsockname()
     async with trio.open_nursery() as connections:
         task_status.started((host, int(bound[1])))
+        turns = trio.CapacityLimiter(limits.busy_connections)
         await trio.serve_listeners(
-            partial(_serve_connection, app, limits), listeners, handler_nursery=connections
+            partial(_serve_connection, app, limits, turns), listeners, handler_nursery=connections
         )
 
 
-async def _serve_connection(app: HttpApp, limits: HttpLimits, stream: trio.SocketStream) -> None:
+class _HttpStream:
+    """A connection's stream while it speaks HTTP, and its turn at the server's work.
+
+    Parsing and answering happen while holding one of the server's
+    :attr:`HttpLimits.busy_connections` turns; every wait on the network gives the turn
+    back. A burst of a thousand requests is then served a few at a time, and the tasks of
+    live calls run between those few: otherwise every one of them parses in the same
+    scheduling round, and a call's audio writer waits for the whole round (about 0.4 s for
+    1000 notes: gaps the caller hears). A slow client waits without a turn, so it cannot
+    hold one.
+    """
+
+    __slots__ = ("_held", "_turns", "socket")
+
+    def __init__(self, socket: trio.SocketStream, turns: trio.CapacityLimiter) -> None:
+        self.socket = socket
+        """The stream itself (the WebSocket of an accepted upgrade reads it without turns)."""
+        self._turns = turns
+        self._held = False
+
+    async def _take(self) -> None:
+        await self._turns.acquire()
+        self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._turns.release()
+            self._held = False
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        self.give_back()
+        try:
+            return bytes(await self.socket.receive_some(max_bytes))
+        finally:
+            await self._take()
+
+    async def send_all(self, data: bytes) -> None:
+        self.give_back()
+        try:
+            await self.socket.send_all(data)
+        finally:
+            await self._take()
+
+    async def send_eof(self) -> None:
+        self.give_back()
+        try:
+            await self.socket.send_eof()
+        finally:
+            await self._take()
+
+
+async def _serve_connection(
+    app: HttpApp, limits: HttpLimits, turns: trio.CapacityLimiter, socket: trio.SocketStream
+) -> None:
+    stream = _HttpStream(socket, turns)
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
     upgraded = False
+    head_only = False
+    """The request being answered is a HEAD: every answer to it, errors too, has no body."""
     try:
         while True:
             request: HttpRequest | None = None
+            # An error before the next head is parsed answers that request, not the last.
+            head_only = False
             with trio.move_on_after(limits.request_timeout_s) as waited:
-                request = await _read_request(stream, conn, limits)
+                head = await _read_head(stream, conn)
+                if head is not None:
+                    request, head_bytes = head
+                    head_only = request.method == "HEAD"
+                    # h11 bounds only a head still arriving (max_incomplete_event_size); a
+                    # whole head that came in one read is measured here.
+                    if head_bytes > limits.max_head_bytes:
+                        raise h11.RemoteProtocolError("head too large", error_status_hint=431)
+                    if not _is_websocket_upgrade(request):
+                        request = await _read_body(stream, conn, limits, request)
             if waited.cancelled_caught:
-                await _answer_if_possible(stream, conn, HttpResponse(408, b"request timeout\n"))
+                timeout = HttpResponse(408, b"request timeout\n")
+                await _answer_if_possible(stream, conn, timeout, head_only)
                 return
             if request is None:
                 return
@@ -124,28 +215,33 @@ async def _serve_connection(app: HttpApp, limits: HttpLimits, stream: trio.Socke
                 upgraded = True
                 await _upgrade(app, limits, stream, conn, request)
                 return
-            await _respond(stream, conn, await app.http(request))
+            await _respond(stream, conn, await app.http(request), head_only=head_only)
             if conn.our_state is h11.MUST_CLOSE:
+                await _linger(stream)
                 return
             conn.start_next_cycle()
     except _TooLarge:
-        await _answer_if_possible(stream, conn, HttpResponse(413, b"body too large\n"))
+        too_large = HttpResponse(413, b"body too large\n")
+        await _answer_if_possible(stream, conn, too_large, head_only)
     except h11.RemoteProtocolError as exc:
         status = exc.error_status_hint if exc.error_status_hint >= 400 else 400
-        await _answer_if_possible(stream, conn, HttpResponse(status, b"bad request\n"))
+        text = _PROTOCOL_ERROR_TEXT.get(status, b"bad request\n")
+        await _answer_if_possible(stream, conn, HttpResponse(status, text), head_only)
     except Exception:  # noqa: BLE001 - the connection boundary: one bad request ends only itself
         logger.exception("HTTP_ERROR a bug in the bridge while serving a request")
         if not upgraded:
-            await _answer_if_possible(stream, conn, HttpResponse(500, b"internal error\n"))
+            bug = HttpResponse(500, b"internal error\n")
+            await _answer_if_possible(stream, conn, bug, head_only)
     finally:
-        await trio.aclose_forcefully(stream)
+        stream.give_back()
+        await trio.aclose_forcefully(socket)
 
 
 class _TooLarge(Exception):
     """The request body is over the limit."""
 
 
-async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> object:
+async def _next_event(stream: _HttpStream, conn: h11.Connection) -> object:
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
@@ -157,25 +253,38 @@ async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> object
         conn.receive_data(data)
 
 
-async def _read_request(
-    stream: trio.SocketStream, conn: h11.Connection, limits: HttpLimits
-) -> HttpRequest | None:
-    """The next whole request, or ``None`` when the client closed the connection."""
+async def _read_head(stream: _HttpStream, conn: h11.Connection) -> tuple[HttpRequest, int] | None:
+    """The next request's head (no body yet) and its size in bytes (request line and
+    header lines), or ``None`` when the client closed the connection."""
     event = await _next_event(stream, conn)
     if isinstance(event, h11.ConnectionClosed):
         return None
     if not isinstance(event, h11.Request):
         raise h11.RemoteProtocolError("expected a request", error_status_hint=400)
+    head_bytes = (
+        len(event.method)
+        + len(event.target)
+        + sum(len(name) + len(value) + 4 for name, value in event.headers)
+    )
     target = event.target.decode("latin-1")
     path, _, query = target.partition("?")
-    head = HttpRequest(
+    request = HttpRequest(
         method=event.method.decode("ascii", "replace"),
         path=unquote(path),
         query=query,
         headers=tuple((bytes(k), bytes(v)) for k, v in event.headers),
     )
-    if _is_websocket_upgrade(head):
-        return head
+    return request, head_bytes
+
+
+async def _read_body(
+    stream: _HttpStream, conn: h11.Connection, limits: HttpLimits, head: HttpRequest
+) -> HttpRequest:
+    """The request of ``head`` with its body."""
+    declared = head.header(b"content-length")
+    # h11 has checked that it is a number; more than the limit need not be read to refuse.
+    if declared is not None and int(declared) > limits.max_body_bytes:
+        raise _TooLarge
     body = bytearray()
     while True:
         part = await _next_event(stream, conn)
@@ -187,6 +296,15 @@ async def _read_request(
             return HttpRequest(head.method, head.path, head.query, head.headers, bytes(body))
         else:
             raise h11.RemoteProtocolError("unexpected end of request", error_status_hint=400)
+
+
+def _has_websocket_key(request: HttpRequest) -> bool:
+    """Exactly one ``Sec-WebSocket-Key``, 16 bytes in base64 (RFC 6455, 4.1)."""
+    keys = request.header_values(b"sec-websocket-key")
+    try:
+        return len(keys) == 1 and len(base64.b64decode(keys[0], validate=True)) == 16
+    except binascii.Error:
+        return False
 
 
 def _is_websocket_upgrade(request: HttpRequest) -> bool:
@@ -203,28 +321,34 @@ def _is_websocket_upgrade(request: HttpRequest) -> bool:
 async def _upgrade(
     app: HttpApp,
     limits: HttpLimits,
-    stream: trio.SocketStream,
+    stream: _HttpStream,
     conn: h11.Connection,
     request: HttpRequest,
 ) -> None:
     refusal = await app.refuse_websocket(request)
     if refusal is not None:
         await _respond(stream, conn, refusal, close=True)
+        await _linger(stream)
         return
     handshake = H11Handshake(ConnectionType.SERVER)
     try:
+        if not _has_websocket_key(request):
+            raise WsHandshakeError("Sec-WebSocket-Key is not 16 bytes in base64")
         target = request.path + (f"?{request.query}" if request.query else "")
-        # Checks the upgrade's headers (key, version) and raises if they are wrong.
+        # Checks the upgrade's headers (version, ...) and raises if they are wrong; a header
+        # it reads as text that is not ASCII is a UnicodeDecodeError (a ValueError).
         handshake.initiate_upgrade_connection(list(request.headers), target)
-    except WsHandshakeError:
+    except (WsHandshakeError, ValueError):
         await _respond(stream, conn, HttpResponse(400, b"bad websocket upgrade\n"), close=True)
+        await _linger(stream)
         return
     await stream.send_all(handshake.send(AcceptConnection()))
     connection = handshake.connection
     assert connection is not None  # set by the accept just sent
     received, _closed = conn.trailing_data
+    stream.give_back()  # from here on this is a call: its reader reads the socket itself
     ws = WebSocket(
-        stream, connection, max_message_chars=limits.max_ws_message_chars, received=received
+        stream.socket, connection, max_message_chars=limits.max_ws_message_chars, received=received
     )
     try:
         await app.websocket(request, ws)
@@ -233,7 +357,7 @@ async def _upgrade(
             await ws.aclose()
 
 
-def _response_events(response: HttpResponse, close: bool) -> Iterable[h11.Event]:
+def _response_events(response: HttpResponse, close: bool, head_only: bool) -> Iterable[h11.Event]:
     headers = [
         (b"content-type", response.content_type.encode("latin-1")),
         (b"content-length", str(len(response.body)).encode()),
@@ -242,26 +366,47 @@ def _response_events(response: HttpResponse, close: bool) -> Iterable[h11.Event]
     if close:
         headers.append((b"connection", b"close"))
     yield h11.Response(status_code=response.status, headers=headers)
-    if response.body:
+    if response.body and not head_only:
         yield h11.Data(data=response.body)
     yield h11.EndOfMessage()
 
 
 async def _respond(
-    stream: trio.SocketStream, conn: h11.Connection, response: HttpResponse, *, close: bool = False
+    stream: _HttpStream,
+    conn: h11.Connection,
+    response: HttpResponse,
+    *,
+    close: bool = False,
+    head_only: bool = False,
 ) -> None:
-    data = b"".join(conn.send(event) or b"" for event in _response_events(response, close))
-    await stream.send_all(data)
+    events = _response_events(response, close, head_only)
+    await stream.send_all(b"".join(conn.send(event) or b"" for event in events))
 
 
 async def _answer_if_possible(
-    stream: trio.SocketStream, conn: h11.Connection, response: HttpResponse
+    stream: _HttpStream, conn: h11.Connection, response: HttpResponse, head_only: bool
 ) -> None:
     """An error answer, when h11 is still at a point where a response can be sent."""
     if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
     with trio.move_on_after(1.0):
         try:
-            await _respond(stream, conn, response, close=True)
+            await _respond(stream, conn, response, close=True, head_only=head_only)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            return
+    await _linger(stream)
+
+
+async def _linger(stream: _HttpStream) -> None:
+    """Shut our side down, then drop what the client still sends, for a bounded while."""
+    dropped = 0
+    with trio.move_on_after(LINGER_S):
+        try:
+            await stream.send_eof()
+            while dropped < LINGER_BYTES:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                dropped += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             return

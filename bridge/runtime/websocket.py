@@ -161,6 +161,11 @@ class WebSocket:
                 case CloseConnection():
                     if self._proto.state is ConnectionState.REMOTE_CLOSING:
                         reply += self._proto.send(event.response())
+                    elif self._proto.state is ConnectionState.OPEN:
+                        # Not the peer's close: wsproto found the peer broke the protocol
+                        # (1007 text that is not UTF-8, 1002 a bad frame). The close frame,
+                        # with that code, is ours to send.
+                        reply += self._close_frame(event.code, event.reason or "")
                     self._closed(event.code, event.reason or "")
         if reply:
             await self._write(bytes(reply))

@@ -223,6 +223,11 @@ class SimSession:
         """Send an ``error`` event (``type: server_error``) with this code and message."""
         self.command(Fault(FaultKind.ERROR, error_code=code, error_message=message))
 
+    def send_frames(self, frames: tuple[str, ...]) -> None:
+        """Send these text frames as they are, in order (any content: fuzzed server events
+        with wrong types or missing fields, text that is not JSON)."""
+        self.command(Fault(FaultKind.FRAMES, frames=frames))
+
     def stall(self, duration_ms: int | None = None) -> None:
         """Stop sending and reading for ``duration_ms`` (``None``: until the server stops).
 
@@ -466,6 +471,11 @@ class SimUpstream:
         elif fault.kind is FaultKind.ERROR:
             err = ProtocolError(fault.error_code, fault.error_message, error_type="server_error")
             await self._send(ws, sim, [core.error_event(err)])
+        elif fault.kind is FaultKind.FRAMES:
+            for text in fault.frames:
+                sim.sent.append((self.options.clock(), {"_raw": text}))
+                sim.frames_sent.append(text)
+                await ws.send_texts([text])
         else:
             await self._stall(sim, fault.duration_ms)
         return False

@@ -31,6 +31,8 @@ class FaultKind(StrEnum):
     UNKNOWN_EVENT = "unknown"
     ERROR = "error"
     STALL = "stall"
+    FRAMES = "frames"
+    """Text frames sent as given (tests: fuzzed server events). Not a CLI fault."""
 
 
 CLOSE_REASONS: Final = {
@@ -56,6 +58,8 @@ class Fault:
     error_message: str = SERVER_ERROR_MESSAGE
     duration_ms: int | None = None
     """Stall length in ms; ``None`` stalls until the server stops (or another command)."""
+    frames: tuple[str, ...] = ()
+    """The text frames of a ``FRAMES`` fault, in order."""
 
     def reason(self) -> str:
         if self.close_reason is not None:
