@@ -17,7 +17,7 @@ import gc
 import os
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import trio
@@ -108,42 +108,62 @@ def call_tasks_alive(call_sid: str) -> list[str]:
     return [name for name in live_task_names() if name.endswith(f":{call_sid}")]
 
 
-def open_sockets() -> frozenset[str]:
-    """The sockets open in this process, each as its ``socket:[inode]`` name; Linux.
+CALL_SOCKET_TABLES: Final = ("tcp", "tcp6", "udp", "udp6", "unix")
+"""The kernel's tables (``/proc/net``, Linux) of the sockets a call can own: its TCP
+connections and listeners, and Trio's own socket pairs."""
 
-    Sockets, not every descriptor: a library that opens a file lazily (once per process, at a
-    moment of its choosing) is no leak of this call's. A collection runs first: a socket that
-    an earlier test in the same process dropped without closing is closed by the collector
-    whenever it runs, and must not count as this schedule's. A socket still held is not
-    collected, so a real leak still shows, by name."""
+
+def open_sockets() -> frozenset[str]:
+    """The sockets this process holds that a call could own, each as ``socket:[inode]``; Linux.
+
+    Sockets in :data:`CALL_SOCKET_TABLES`, not every descriptor: a library that opens a file
+    lazily (once per process, at a moment of its choosing) is no leak of the call's, and
+    neither is a netlink socket, which glibc's resolver opens for a moment inside
+    ``getaddrinfo`` in a worker thread that a cancelled lookup abandons. A collection runs
+    first: a socket that an earlier test in the same process dropped without closing is closed
+    by the collector whenever it runs, and must not count as this schedule's. A socket still
+    held is not collected, so a real leak still shows, by name."""
     gc.collect()
+    owned = frozenset(inode for table in CALL_SOCKET_TABLES for inode in _inodes(table))
     names: set[str] = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
-        except FileNotFoundError:  # closed between the listing and the read (the listing's own fd)
+        except FileNotFoundError:  # closed since the listing (the listing's own descriptor)
             continue
-        if target.startswith("socket:"):
+        if target.startswith("socket:[") and _inode(target) in owned:
             names.add(target)
     return frozenset(names)
 
 
 def describe_socket(name: str) -> str:
-    """``socket:[inode]`` with its addresses and TCP state when it is an IP socket; Linux."""
-    inode = name.removeprefix("socket:[").removesuffix("]")
-    for table in ("tcp", "tcp6", "udp", "udp6", "unix"):
-        try:
-            with open(f"/proc/net/{table}") as rows:
-                for row in rows:
-                    fields = row.split()
-                    if table == "unix":
-                        if len(fields) >= 7 and fields[6] == inode:
-                            return f"{name} unix {' '.join(fields[7:]) or '(unnamed)'}"
-                    elif len(fields) >= 10 and fields[9] == inode:
-                        return f"{name} {table} {_ip(fields[1])}->{_ip(fields[2])} st={fields[3]}"
-        except OSError:
-            continue
+    """``socket:[inode]`` with its table, and its addresses and TCP state for an IP socket."""
+    inode = _inode(name)
+    for table in CALL_SOCKET_TABLES:
+        for fields in _rows(table):
+            if table == "unix":
+                if len(fields) > 6 and fields[6] == inode:
+                    return f"{name} unix {' '.join(fields[7:])}".rstrip()
+            elif len(fields) >= 10 and fields[9] == inode:
+                return f"{name} {table} {_ip(fields[1])}->{_ip(fields[2])} st={fields[3]}"
     return name
+
+
+def _inode(name: str) -> str:
+    return name.removeprefix("socket:[").removesuffix("]")
+
+
+def _inodes(table: str) -> frozenset[str]:
+    column = 6 if table == "unix" else 9
+    return frozenset(fields[column] for fields in _rows(table) if len(fields) > column)
+
+
+def _rows(table: str) -> list[list[str]]:
+    try:
+        with open(f"/proc/net/{table}") as rows:
+            return [row.split() for row in rows][1:]
+    except OSError:
+        return []
 
 
 def _ip(hex_address: str) -> str:
