@@ -671,8 +671,9 @@ class BridgeConfig:
         "BRIDGE_COMFORT_AFTER_MS",
         Int(100, 10000, "ms"),
         700,
-        "While the upstream heals: silence at the caller before the hold phrase plays (once; "
-        "then a soft cue after every 1.2 s of silence).",
+        "Silence at the caller before comfort audio: while the upstream heals, the hold "
+        "phrase (once; then a soft cue after every 1.2 s of silence); when a reply's audio "
+        "stops coming mid-word, a soft cue (once per silence).",
     )
     hold_audio_wav: str | None = setting(
         "BRIDGE_HOLD_AUDIO_WAV",

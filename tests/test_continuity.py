@@ -168,6 +168,40 @@ async def test_a_stalled_session_is_detected_and_replaced(
     )
 
 
+def longest_silence(caller: SimCaller, start: float, end: float) -> float:
+    """The longest stretch (s) between ``start`` and ``end`` (clock s) in which the caller
+    heard nothing at all: AI audio and the bridge's own cues and phrases both count."""
+    spans = sorted((s.start, s.end) for s in caller.playback.segments() if s.end > start)
+    longest, heard_to = 0.0, start
+    for span_start, span_end in spans:
+        if span_start >= end:
+            break
+        longest = max(longest, span_start - heard_to)
+        heard_to = max(heard_to, span_end)
+    return max(longest, end - heard_to)
+
+
+async def test_a_stall_mid_reply_gets_a_soft_cue_before_the_heartbeat_finds_it(
+    autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    # Twilio's buffer runs dry long before the heartbeat can tell a stall from a pause.
+    with trio.fail_after(60):
+        rig = await start_rig(nursery, sim_options=SimUpstreamOptions(generation_speed=1.0))
+        caller, report, broke_at, handle = await _call_with_a_broken_session(
+            rig, "listen:8", break_after_ms=600, how="stall"
+        )
+        rig.sim.sessions[0].send_unknown_event()  # lets the stalled peer see our close
+    [starved] = logs.tagged("REPLY_STARVED", report.call_sid)
+    assert "mid-item" in starved
+    assert handle.statistics().comfort_cues == 1
+    assert handle.statistics().hold_phrases == 0  # healed before a phrase was due
+    back = silence_after(caller, broke_at)
+    assert back is not None
+    # From the stall to the new session's audio the caller never heard 1.5 s of nothing.
+    assert longest_silence(caller, broke_at, broke_at + back) < 1.2
+    assert logs.tagged("UPSTREAM_RESTORED", report.call_sid)
+
+
 async def test_refused_reconnects_within_the_budget_heal_with_one_hold_phrase(
     autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
 ) -> None:

@@ -161,6 +161,74 @@ def test_a_streaming_response_is_not_a_stall() -> None:
     assert [a for a in driver.actions if isinstance(a, DropUpstream)] == []
 
 
+CUE = b"\x7e" * 8 * 180
+"""A 180 ms soft cue (μ-law)."""
+
+
+def test_a_reply_whose_audio_stops_mid_item_gets_one_soft_cue_after_the_comfort_delay() -> None:
+    # The upstream stalls mid-reply: the heartbeat finds it up to 1.5 s later, but Twilio's
+    # buffer runs dry at once; the caller must not sit in that silence.
+    driver = Driver.ready(comfort_after_ms=700, comfort_cue=CUE)
+    speak(driver, "resp_1", "item_a1", "Your order", 400)
+    driver.play(400)
+    quiet_from = driver.now
+    for _ in range(7):  # 0.7 s of silence at the caller, and a bit
+        driver.play(100)
+        drive_timers(driver, driver.now)
+    assert driver.logs("REPLY_STARVED") == []
+    driver.play(20)
+    drive_timers(driver, quiet_from + 0.72)
+    [starved] = driver.logs("REPLY_STARVED")
+    assert "mid-item" in starved.message
+    driver.play(2000)
+    drive_timers(driver, driver.now + 3.0)
+    assert driver.core.statistics().comfort_cues == 1  # once per quiet spell
+    heard = [f.frame.item_id for f in driver.sent_frames]
+    assert heard[-1].startswith("local_cue_")
+    # The reply goes on: its audio follows the cue, and a new quiet spell gets a new cue.
+    driver.audio("resp_1", "item_a1", 200)
+    driver.play(300)
+    assert [f.frame.item_id for f in driver.sent_frames][-1] == "item_a1"
+    driver.play(800)
+    drive_timers(driver, driver.now)
+    assert driver.core.statistics().comfort_cues == 2
+
+
+def test_no_cue_once_the_items_audio_is_done_or_the_reply_is_over() -> None:
+    # The model finished speaking and now writes a function call (or its response.done is on
+    # its way): the line is quiet by design.
+    driver = Driver.ready(comfort_after_ms=700, comfort_cue=CUE)
+    speak(driver, "resp_1", "item_a1", "Let me check.", 400)
+    driver.audio_done("resp_1", "item_a1")
+    driver.play(3000)
+    drive_timers(driver, driver.now + 5.0)
+    speak(driver, "resp_2", "item_a2", "Done.", 300)
+    driver.response_done("resp_2")
+    driver.play(3000)
+    drive_timers(driver, driver.now + 5.0)
+    assert driver.logs("REPLY_STARVED") == []
+    assert driver.core.statistics().comfort_cues == 0
+
+
+def test_a_loss_found_after_the_cue_waits_a_cue_interval_before_the_hold_phrase() -> None:
+    driver = Driver.ready(comfort_after_ms=700, comfort_cue=CUE, hold_audio=HOLD)
+    speak(driver, "resp_1", "item_a1", "Your order", 400)
+    driver.play(400)
+    cue_at = None
+    for _ in range(11):  # the cue at 0.7 s of quiet; the heartbeat finds the loss at 1.1 s
+        driver.play(100)
+        drive_timers(driver, driver.now)
+        if cue_at is None and driver.core.statistics().comfort_cues:
+            cue_at = driver.now
+    assert cue_at is not None
+    driver.record(driver.core.on_upstream_lost(driver.now, LOST))
+    cue_end = cue_at + len(CUE) / 8000
+    drive_timers(driver, cue_end + 1.19)
+    assert driver.logs("HOLD_PHRASE") == []  # not at once: the cue broke the silence
+    drive_timers(driver, cue_end + 1.21)
+    assert len(driver.logs("HOLD_PHRASE")) == 1
+
+
 # -- the media watch ------------------------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ violations it found, as readable lines (empty: the invariant held). Times are Tr
    upstream is healthy are the reply watch's business, not this one's: a stall is only
    known once the heartbeat finds it (within 2 s).
 2. **One voice at a time**: no item is heard again once another item's audio was heard
-   after it (responses never interleave).
+   after it (responses never interleave). The bridge's own comfort audio is no response:
+   a cue may fill a silence inside a reply that then goes on.
 3. **No cancelled audio**: nothing of a response is heard that starts more than
    :data:`CANCEL_REACTION_S` after the service cancelled it.
 4. **The replay is the conversation as heard**: every assistant text a new session is
@@ -34,6 +35,7 @@ import math
 from collections.abc import Callable, Iterable
 
 from bench.chaos.rig import Observation, describe_socket
+from bridge.core.call import LOCAL_ITEM_PREFIX
 from bridge.core.records import UpstreamRestored, read_record
 from bridge.sim.playback import PlayedSegment
 
@@ -114,7 +116,9 @@ def one_voice_at_a_time(seen: Observation) -> Iterable[str]:
     current: str | None = None
     for segment in sorted(seen.segments, key=lambda s: s.start):
         item = segment.item_id
-        if item is None or item == current:
+        # The bridge's own comfort audio (a cue when a reply stops coming, the hold phrase)
+        # is no response: it fills a silence, and the reply may go on after it.
+        if item is None or item == current or item.startswith(LOCAL_ITEM_PREFIX):
             continue
         if item in finished:
             yield f"{item} heard again at {segment.start:.2f} after {current} had started"

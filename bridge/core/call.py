@@ -132,15 +132,15 @@ LOCAL_ITEM_PREFIX = "local_"
 RESPONSE_STALL_S = 5.0
 """A response with no event for this long (and no ``response.done``) has stopped streaming."""
 MEDIA_STALL_S = 2.0
+"""No caller media for this long while Twilio's socket is open: counted and logged."""
 GARBAGE_RUN_LIMIT = 32
 """Upstream events in a row that cannot be parsed before the session is given up as lost:
 one bad event is counted and skipped; a session that sends only garbage is broken."""
-"""No caller media for this long while Twilio's socket is open: counted and logged."""
 HOLD_PHRASE_AFTER_NUDGE_S = 1.5
+"""After a nudge, how much longer the reply may take before the caller hears the phrase."""
 CUE_QUIET_S = 1.2
 """While an outage lasts past the hold phrase: silence before each soft cue, s (under the
 1.5 s after which a caller starts to wonder whether the line is dead)."""
-"""After a nudge, how much longer the reply may take before the caller hears the phrase."""
 CANCELLED_MAX = 64
 CANCELLED_MAX_AGE_S = 300.0
 """Cancelled responses remembered (count and age): late deltas of any of them are dropped."""
@@ -239,6 +239,8 @@ class CallCore:
         "_session_opened_at",
         "_session_update_id",
         "_sessions",
+        "_starved_cued",
+        "_starving_item",
         "_state",
         "_tools",
         "_transcripts",
@@ -287,6 +289,11 @@ class CallCore:
         self._holds = 0
         """Local items (hold phrases, cues) queued so far (their item ids are numbered)."""
         self._hold_queued = False
+        self._starving_item: tuple[str, str] | None = None
+        """``(response_id, item_id)`` of the audio that last arrived, until the item's audio is
+        done: if the line falls quiet in the middle of it, the reply has stopped coming."""
+        self._starved_cued = False
+        """The soft cue already played in this quiet spell of a reply (once per spell)."""
         self._reply_watch = ReplyWatch(
             settings.reply_timeout_ms / 1000.0, HOLD_PHRASE_AFTER_NUDGE_S
         )
@@ -548,6 +555,8 @@ class CallCore:
             self._conversation.assistant_lost(cut_item, self.ledger.items[cut_item].received_ms)
         cut_response = active.response_id if active is not None else None
         cut_audio_ms = active.audio_bytes // BYTES_PER_MS if active is not None else 0
+        # Before the state forgets the response: a reply being heard counts as speaking.
+        speaking = self.ai_speaking
         self._state.lose()
         tools = self._tools.on_session_lost(self._moment(now), cut_response, cut_audio_ms)
         self._counters.upstream_losses += 1
@@ -559,7 +568,7 @@ class CallCore:
             # Twilio holds and what is queued here has played, or, if the line is already
             # quiet, counted from when it went quiet (the AI's last audio, or the end of the
             # caller's turn a reply is owed for), but never before now.
-            if self.ai_speaking:
+            if speaking:
                 queued_s = self.ledger.queued_ms() / 1000
                 # Nothing queued: quiet since Twilio's buffer ran out (a stall is found late).
                 play_end = self._pacer.play_end_at
@@ -567,7 +576,10 @@ class CallCore:
             else:
                 owed = self._reply_watch.owed_since
                 silent_since = max(self._pacer.play_end_at, owed if owed is not None else now)
-            comfort_at = max(now, silent_since + self.settings.comfort_after_ms / 1000.0)
+            # A soft cue already broke this silence (the reply starved before the loss was
+            # found): the phrase follows as the next cue would, counted from its end.
+            quiet_s = CUE_QUIET_S if self._starved_cued else self.settings.comfort_after_ms / 1000
+            comfort_at = max(now, silent_since + quiet_s)
             self._outage = Outage(
                 lost_at=now,
                 reason=end,
@@ -718,6 +730,8 @@ class CallCore:
                 if ev.response_id not in self._cancelled:
                     self._response_watch.event(ev.response_id, now)
                     self.ledger.audio_done(ev.item_id)
+                    if self._starving_item == (ev.response_id, ev.item_id):
+                        self._starving_item = None
                     return [WakeTx()]
                 return []
             case rt.ResponseDone():
@@ -775,6 +789,7 @@ class CallCore:
         counters.audio_ms_received += len(ev.audio) // BYTES_PER_MS
         self._reply_watch.settle()
         self._response_watch.event(ev.response_id, now)
+        self._starving_item, self._starved_cued = (ev.response_id, ev.item_id), False
         if self._hold_queued:
             # The model speaks again: a hold phrase or cue not started is not played; one
             # that is playing ends first (a phrase cut mid-word sounds like a fault).
@@ -964,7 +979,27 @@ class CallCore:
             deadlines.append(duck.started_at + self.settings.confirm_window_ms / 1000.0)
         if self._outage is not None:
             deadlines.append(self._outage.comfort_at)
+        else:
+            deadlines.append(self._starved_at())
         return min((d for d in deadlines if d is not None), default=None)
+
+    def _starved_at(self) -> float | None:
+        """When the caller will have heard ``comfort_after_ms`` of silence in the middle of a
+        reply whose audio stopped coming (a stall is found only by the heartbeat, up to 1.5 s
+        later, and Twilio's buffer runs dry long before): the soft cue plays then, once.
+        ``None`` when no reply is being heard mid-item, audio waits to be sent, or the
+        caller has the floor."""
+        active = self._state.active
+        if (
+            self._starving_item is None
+            or self._starved_cued
+            or active is None
+            or active.response_id != self._starving_item[0]
+            or self._state.floor is not Floor.AI_MAY_SPEAK
+            or self.ledger.has_queued
+        ):
+            return None
+        return self._pacer.play_end_at + self.settings.comfort_after_ms / 1000.0
 
     def on_timer(self, now: float) -> list[Action]:
         """Whatever of the call's timers is due at ``now`` (see :mod:`bridge.core.watchdogs`)."""
@@ -986,6 +1021,15 @@ class CallCore:
                 # Again once this has played and the line has been quiet for a while.
                 play_end = max(now, self._pacer.play_end_at) + self.ledger.queued_ms() / 1000
                 outage.comfort_at = play_end + CUE_QUIET_S
+        starved_at = self._starved_at() if outage is None else None
+        if starved_at is not None and now >= starved_at:
+            self._starved_cued = True
+            cue = self._play_local("cue", self.settings.comfort_cue)
+            if cue:
+                self._counters.comfort_cues += 1
+                quiet_ms = round((now - self._pacer.play_end_at) * 1000)
+                detail = f"no audio of the reply for {quiet_ms} ms mid-item: a soft cue"
+                actions += [*cue, Log("INFO", "REPLY_STARVED", detail)]
         match self._reply_watch.due(now):
             case ReplyDue.NUDGE if self.session_ready and self._state.may_create_response:
                 self._counters.reply_nudges += 1
