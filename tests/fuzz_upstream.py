@@ -160,6 +160,14 @@ def _changed(value: Any, path: tuple[str, ...], new: Any) -> Any:
     return copy
 
 
+def _with_changes(template: dict[str, Any], chosen: list[tuple[tuple[str, ...], Any]]) -> Any:
+    """``template`` with each ``(path, new)`` of ``chosen`` applied in turn."""
+    event: Any = template
+    for path, new in chosen:
+        event = _changed(event, path, new)
+    return event
+
+
 def _wrong_fields(template: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """The event with one or two fields missing or of another type: each wrong field on
     its own reaches the parser's checks, and the rest of the event its handler."""
@@ -167,13 +175,7 @@ def _wrong_fields(template: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]
         st.tuples(st.sampled_from(_paths(template)), junk | st.just(DROP)), min_size=1, max_size=2
     )
 
-    def apply(chosen: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
-        event = template
-        for path, new in chosen:
-            event = _changed(event, path, new)
-        return event
-
-    return changes.map(apply)
+    return changes.map(lambda chosen: _with_changes(template, chosen))
 
 
 def _leaf(value: Any, path: tuple[str, ...]) -> Any:
@@ -204,13 +206,7 @@ def _odd_values(template: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
         max_size=2,
     )
 
-    def apply(chosen: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
-        event = template
-        for path, new in chosen:
-            event = _changed(event, path, new)
-        return event
-
-    return changes.map(apply)
+    return changes.map(lambda chosen: _with_changes(template, chosen))
 
 
 def _leaves(template: dict[str, Any]) -> list[tuple[str, ...]]:
