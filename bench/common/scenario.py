@@ -28,8 +28,12 @@ from bench.common.cpu import OTHER_PROCESSES, Pid, cpu_snapshot, cpu_usage, proc
 from bench.common.stats import stats
 from bridge.core.marks import parse_mark_name
 from bridge.sim.upstream import SimSession, SimUpstream, SimUpstreamOptions
+from bridge.sim.upstream_session import warm_reply_audio
 
 CALL_END_TIMEOUT_S: Final = 15.0
+WARM_RESPONSES: Final = 24
+"""Responses per session whose audio is synthesised before a scenario is measured: more
+than any bench's call asks for (a greeting, then one per turn or barge-in)."""
 SESSION_CLOSE_TIMEOUT_S: Final = 5.0
 
 BRIDGE: Final = "bridge"
@@ -103,6 +107,7 @@ async def run_scenario(
     """Run ``plans`` against a fresh bridge (with ``settings``) and a fresh sim upstream;
     the bridge's log goes to ``out_dir / log_name``."""
     sim = SimUpstream(sim_options)
+    warm_reply_audio(sim_options.session_settings(), WARM_RESPONSES)
     log_path = out_dir / log_name
     wall_minus_mono = time.time() - time.monotonic()
     async with trio.open_nursery() as nursery:

@@ -99,6 +99,23 @@ _RESPONSE_KEYS: Final = frozenset(
 )
 
 
+def reply_seed(options_seed: int, response_index: int, item_index: int) -> int:
+    """The audio seed of item ``item_index`` of a session's ``response_index``-th response.
+    It ignores which session it is, so benchmarks reuse cached audio across calls."""
+    return options_seed * 1_000_003 + response_index * 16 + item_index
+
+
+def warm_reply_audio(settings: SessionSettings, responses: int, fmt: str = "audio/pcmu") -> None:
+    """Synthesise now the audio of a session's first ``responses`` responses (at both reply
+    lengths). A session would otherwise synthesise it in the event loop the moment a turn
+    ends (about 12 ms per second of audio), before it writes ``speech_stopped``: a bench
+    calls this before it measures, so that its first call is timed like the others."""
+    for n in range(responses):
+        for i in range(settings.items_per_response):
+            for ms in {settings.reply_ms, settings.short_reply_ms}:
+                reply_audio(ms, reply_seed(settings.seed, n, i), fmt)
+
+
 def decode_frame(data: str | bytes) -> JsonObj | None:
     """A client frame parsed as a JSON object, or ``None`` if it is not one."""
     try:
@@ -523,8 +540,7 @@ class UpstreamSession:
                     offset=n * 7 + i * 3,
                     head=head,
                 ),
-                # Seeds ignore the session index so benchmarks reuse cached audio across calls.
-                audio=reply_audio(reply_ms, self.settings.seed * 1_000_003 + n * 16 + i, fmt)
+                audio=reply_audio(reply_ms, reply_seed(self.settings.seed, n, i), fmt)
                 if output.audio
                 else b"",
                 audio_ms=reply_ms,
