@@ -136,8 +136,9 @@ class Outage:
     """What the caller heard of the reply that was cut (for that instruction)."""
     comfort_at: float | None
     """When the next comfort audio plays if the call has not healed: ``comfort_after_s``
-    after the caller's line fell silent, then again after each cue has played (the core
-    sets it); ``None`` while nothing is scheduled."""
+    after the caller's line fell silent (or a cue interval after the soft cue that already
+    broke that silence, when the reply starved before the loss was found), then again after
+    each cue has played (the core sets it); ``None`` while nothing is scheduled."""
     cues: int = 0
     """Comfort audio played in this outage: the hold phrase first, then the soft cue."""
     attempts: int = 0
