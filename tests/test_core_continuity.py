@@ -12,12 +12,12 @@ from bridge.audio.synth import speech_like_ulaw
 from bridge.core import realtime as rt
 from bridge.core import twilio
 from bridge.core.actions import BargeIn, DropUpstream, SendUpstream
-from bridge.core.call import GARBAGE_RUN_LIMIT
+from bridge.core.call import GARBAGE_RUN_LIMIT, CallCore
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.realtime_client import InputAudioAppend, ItemDelete, ReplayMessage, ResponseCreate
 from bridge.core.reconnect import FIRST_BACKOFF_S, JITTER, ReconnectBudget
 from bridge.core.watchdogs import ReplyDue, ReplyWatch
-from tests.core_driver import Driver
+from tests.core_driver import Driver, settings
 
 HOLD = b"\x7f" * 8 * 400
 """A 400 ms hold phrase (μ-law, 8 bytes/ms)."""
@@ -227,6 +227,42 @@ def test_a_loss_found_after_the_cue_waits_a_cue_interval_before_the_hold_phrase(
     assert driver.logs("HOLD_PHRASE") == []  # not at once: the cue broke the silence
     drive_timers(driver, cue_end + 1.21)
     assert len(driver.logs("HOLD_PHRASE")) == 1
+
+
+def _first_session_opens_while_a_local_barge_in_holds_the_hold_phrase() -> Driver:
+    """No session came up yet (refused handshakes), the hold phrase plays, the caller seems
+    to cut into it (local onset: held), and then the first session is confirmed."""
+    driver = Driver(
+        CallCore(
+            settings(greeting="Greet the caller.", hold_audio=HOLD, comfort_after_ms=700),
+            stream_sid="MZ1",
+            call_sid="CA1",
+            now=100.0,
+        )
+    )
+    driver.record(driver.core.on_upstream_lost(driver.now, LOST))
+    drive_timers(driver, driver.now + 0.7)
+    driver.play(100)
+    driver.record(driver.core.on_local_onset(driver.now))
+    assert driver.core.statistics().hold_phrases == 1
+    driver.open_session()  # once raised StateError: the greeting was asked for while held
+    return driver
+
+
+def test_a_first_session_during_a_held_barge_in_greets_once_it_proves_a_false_alarm() -> None:
+    driver = _first_session_opens_while_a_local_barge_in_holds_the_hold_phrase()
+    assert "response.create" not in driver.upstream_types()
+    drive_timers(driver, driver.now + 1.0)  # no confirmation from the server: resumed
+    assert driver.logs("BARGE_IN_RESUMED")
+    assert driver.upstream_types().count("response.create") == 1
+
+
+def test_a_first_session_during_a_confirmed_barge_in_leaves_the_turn_to_the_caller() -> None:
+    driver = _first_session_opens_while_a_local_barge_in_holds_the_hold_phrase()
+    driver.speech_started()
+    drive_timers(driver, driver.now + 1.0)
+    assert "response.create" not in driver.upstream_types()
+    assert driver.ended() == []
 
 
 # -- the media watch ------------------------------------------------------------------------

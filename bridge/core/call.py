@@ -653,7 +653,13 @@ class CallCore:
         redo = may_speak and cut_reply and not (resume or owed)
         if self._sessions == 1 and self.settings.greeting:
             # The first session (after failed connects, if any): the call starts.
-            actions.append(self._request_response(self.settings.greeting))
+            if self._state.may_create_response:
+                actions.append(self._request_response(self.settings.greeting))
+            elif self._state.floor is Floor.HELD:
+                # The caller seemed to cut into the hold phrase: greet once that proves a
+                # false alarm (a confirmed barge-in gives the caller the turn, and the
+                # server answers it; so does a caller already speaking).
+                self._state.defer()
         if outage is not None:
             self._counters.upstream_restores += 1
             record = UpstreamRestored(
@@ -1064,10 +1070,13 @@ class CallCore:
         self.ledger.resume(list(duck.held))
         self._counters.false_alarms_resumed += 1
         held_ms = sum(len(f.payload) for f in duck.held) // BYTES_PER_MS
-        return [
+        actions: list[Action] = [
             WakeTx(),
             report("INFO", BargeInResumed(self.settings.confirm_window_ms, held_ms)),
         ]
+        if self._state.take_deferred():
+            actions.append(self._request_response())
+        return actions
 
     def _play_hold_phrase(self, why: str) -> list[Action]:
         """Queue the hold phrase as audio of the bridge's own (never truncated upstream)."""
