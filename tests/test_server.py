@@ -20,6 +20,8 @@ from bridge.core.signature import compute_signature
 from bridge.core.stats import CallCounters, CallStatistics
 from bridge.logs import configure_logging, log_tagged
 from bridge.runtime.metrics import Metrics
+from bridge.runtime.registry import CallHandle
+from bridge.sim.caller import SimCaller
 from bridge.sim.caller_options import CallerConnectError
 from bridge.sim.upstream import SimUpstreamOptions
 from tests.conftest import LogCapture
@@ -145,16 +147,22 @@ async def test_notes_api_reaches_the_model(
     assert [e["type"] for _, e in session.received].count("response.create") == 2
 
 
+async def _shut_down_during_a_call(nursery: trio.Nursery) -> tuple[Rig, SimCaller, CallHandle]:
+    """A bridge with one call whose AI is speaking, then ``shutdown()`` (what SIGTERM calls)."""
+    rig = await start_rig(nursery)
+    caller = rig.caller("listen:60")
+    nursery.start_soon(caller.run)
+    await caller.wait_ai_turn_started(1)
+    handle = await rig.server.registry.wait_for_call(caller.options.call_sid)
+    rig.server.shutdown()
+    return rig, caller, handle
+
+
 async def test_shutdown_ends_open_calls_cleanly(
     autojump_clock: MockClock, nursery: trio.Nursery, logs: LogCapture
 ) -> None:
     with trio.fail_after(60):
-        rig = await start_rig(nursery)
-        caller = rig.caller("listen:60")
-        nursery.start_soon(caller.run)
-        await caller.wait_ai_turn_started(1)
-        handle = await rig.server.registry.wait_for_call(caller.options.call_sid)
-        rig.server.shutdown()
+        rig, caller, handle = await _shut_down_during_a_call(nursery)
         await handle.ended.wait()
         close = await caller.wait_closed()
     assert str(handle.end) == "server_shutdown"
@@ -206,12 +214,7 @@ async def test_readyz_answers_503_during_the_drain_while_the_port_stays_open(
     """After shutdown() (what SIGTERM calls), calls still open keep the port: a load
     balancer reads 503 from /readyz instead of a refused connection."""
     with trio.fail_after(60):
-        rig = await start_rig(nursery)
-        caller = rig.caller("listen:60")
-        nursery.start_soon(caller.run)
-        await caller.wait_ai_turn_started(1)
-        handle = await rig.server.registry.wait_for_call(caller.options.call_sid)
-        rig.server.shutdown()
+        rig, _caller, handle = await _shut_down_during_a_call(nursery)
         async with client(rig) as http:
             ready = await http.get("/readyz")
             health = await http.get("/healthz")
