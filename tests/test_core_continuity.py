@@ -384,6 +384,65 @@ def test_the_hold_phrase_waits_the_comfort_delay_after_the_line_went_quiet() -> 
     assert [a.event.TYPE for a in sent][-1] == "response.create"
 
 
+def _healed_before_the_resumed_reply_spoke(**changes: object) -> tuple[Driver, float]:
+    """A reply cut mid-word; its audio has played out, the next session is ready at once
+    and asked to resume, and none of the resumed reply's audio has come yet."""
+    driver = Driver.ready(comfort_after_ms=700, hold_audio=HOLD, **changes)
+    speak(driver, "resp_1", "item_a1", "Your order", 300)
+    driver.play(300)
+    quiet_at = driver.now
+    driver.record(driver.core.on_upstream_lost(driver.now, LOST))
+    sent = reopen(driver)
+    assert [a.event.TYPE for a in sent][-1] == "response.create"
+    [restored] = driver.logs("UPSTREAM_RESTORED")
+    assert restored.fields["record"]["resumed_reply"] is True
+    return driver, quiet_at
+
+
+def test_a_resumed_reply_that_does_not_start_gets_the_outages_comfort_on_time() -> None:
+    driver, quiet_at = _healed_before_the_resumed_reply_spoke()
+    # The new session stalls before its first delta; only its heartbeat could tell, later.
+    drive_timers(driver, quiet_at + 0.69)
+    assert driver.logs("HOLD_PHRASE") == []
+    drive_timers(driver, quiet_at + 0.71)
+    assert len(driver.logs("HOLD_PHRASE")) == 1
+
+
+def test_a_resumed_reply_that_speaks_in_time_needs_no_comfort() -> None:
+    driver, quiet_at = _healed_before_the_resumed_reply_spoke()
+    driver.now = quiet_at + 0.3
+    speak(driver, "resp_2", "item_a2", "Sorry, I was cut off.", 1000)
+    assert driver.core.next_deadline() is None or driver.core.next_deadline() > quiet_at + 1.5
+    for _ in range(10):
+        driver.play(100)
+        drive_timers(driver, driver.now)
+    assert driver.logs("HOLD_PHRASE") == []
+    assert driver.core.statistics().comfort_cues == 0
+
+
+def test_a_caller_who_speaks_before_the_resumed_reply_ends_its_comfort() -> None:
+    driver, quiet_at = _healed_before_the_resumed_reply_spoke()
+    driver.now = quiet_at + 0.3
+    driver.speech_started()
+    drive_timers(driver, quiet_at + 1.0)
+    assert driver.logs("HOLD_PHRASE") == []
+
+
+def test_lost_again_before_the_resumed_reply_spoke_the_phrase_is_not_played_twice() -> None:
+    cue = b"\x7e" * 8 * 180
+    driver, quiet_at = _healed_before_the_resumed_reply_spoke(comfort_cue=cue)
+    drive_timers(driver, quiet_at + 0.71)
+    assert len(driver.logs("HOLD_PHRASE")) == 1
+    driver.play(400)
+    driver.record(driver.core.on_upstream_lost(driver.now, LOST))
+    for _ in range(20):
+        drive_timers(driver, driver.now)
+        driver.play(100)
+    stats = driver.core.statistics()
+    assert stats.hold_phrases == 1
+    assert stats.comfort_cues >= 1
+
+
 def test_no_audio_reaches_the_caller_from_the_lost_session() -> None:
     driver = Driver.ready()
     speak(driver, "resp_1", "item_a1", "One", 200)

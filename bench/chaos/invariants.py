@@ -18,7 +18,9 @@ violations it found, as readable lines (empty: the invariant held). Times are Tr
    :data:`CANCEL_REACTION_S` after the service cancelled it.
 4. **The replay is the conversation as heard**: every assistant text a new session is
    given is a prefix of what the AI said, of an item the caller heard, and no longer than
-   the part heard (plus a word of slack: the cut is an estimate); every caller text is
+   the part heard (plus a word of slack: the cut is an estimate; audio still playing or
+   queued behind audio still playing when the next session opens or the call ends counts
+   as heard, as the bridge counts it); every caller text is
    something the caller said; and what the caller heard of the previous session (at least
    :data:`HEARD_ENOUGH_MS` of an item) is in the next one's replay.
 5. **Clean ends**: exactly one ``CALL_END``; no task of the call, no live call and no socket
@@ -154,6 +156,19 @@ def _still_playing(seen: Observation, item_id: str, at: float) -> bool:
     return bool(ends) and max(ends) >= at - CONTIGUOUS_S
 
 
+def _waiting_its_turn(seen: Observation, item_id: str, at: float) -> bool:
+    """Nothing of ``item_id`` was heard, and at ``at`` the caller was still hearing the AI's
+    earlier audio: received audio waits its turn in the queue and counts as heard (it plays
+    unless a barge-in drops it, and a barge-in corrects the replay), so a call that ends
+    first never let it play, and that is not known at ``at``."""
+    return _heard_ms(seen, item_id) == 0.0 and any(
+        s.start <= at <= s.end + CONTIGUOUS_S
+        and s.item_id is not None
+        and not s.item_id.startswith(LOCAL_ITEM_PREFIX)
+        for s in seen.segments
+    )
+
+
 def _heard_ms(seen: Observation, item_id: str) -> float:
     return sum(len(s.payload) for s in seen.segments if s.item_id == item_id) / 8.0
 
@@ -205,9 +220,11 @@ def _check_assistant_replay(
         return
     for item_id, full, audio_ms in origins:
         heard = _heard_ms(seen, item_id)
-        if heard <= 0.0 or audio_ms <= 0:
+        waiting = _waiting_its_turn(seen, item_id, until)
+        if (heard <= 0.0 and not waiting) or audio_ms <= 0:
             continue
-        share = 1.0 if _still_playing(seen, item_id, until) else min(1.0, heard / audio_ms)
+        playing = waiting or _still_playing(seen, item_id, until)
+        share = 1.0 if playing else min(1.0, heard / audio_ms)
         allowed = len(full) * share + REPLAY_SLACK_CHARS
         if len(text) <= allowed:
             return

@@ -226,6 +226,7 @@ class CallCore:
         "_foreign_items",
         "_garbage_run",
         "_gate",
+        "_healing",
         "_hold_queued",
         "_holds",
         "_input_clock",
@@ -284,6 +285,11 @@ class CallCore:
         closed gate's silence, or up to HOLD_WHILE_AWAY_MS while no session is ready."""
         self._conversation = Conversation()
         self._outage: Outage | None = None
+        self._healing: Outage | None = None
+        """An outage healed by asking for a reply (the cut one resumed or redone, or the
+        caller's turn answered) whose first audio has not come: its comfort keeps its
+        schedule until that audio, the caller's speech or the response's end (a new session
+        that stalls before it speaks is found only by the heartbeat, up to 1.5 s later)."""
         self._foreign_items: set[str] = set()
         """Items of an earlier session still in the ledger: played, never truncated."""
         self._holds = 0
@@ -557,6 +563,7 @@ class CallCore:
         cut_audio_ms = active.audio_bytes // BYTES_PER_MS if active is not None else 0
         # Before the state forgets the response: a reply being heard counts as speaking.
         speaking = self.ai_speaking
+        healing, self._healing = self._healing, None
         self._state.lose()
         tools = self._tools.on_session_lost(self._moment(now), cut_response, cut_audio_ms)
         self._counters.upstream_losses += 1
@@ -580,12 +587,20 @@ class CallCore:
             # found): the phrase follows as the next cue would, counted from its end.
             quiet_s = CUE_QUIET_S if self._starved_cued else self.settings.comfort_after_ms / 1000
             comfort_at = max(now, silent_since + quiet_s)
+            cues = 0
+            if healing is not None:
+                # Lost again before the reply asked of the last session spoke: the comfort
+                # already due for that silence keeps its time and its count.
+                cues = healing.cues
+                if healing.comfort_at is not None:
+                    comfort_at = max(now, min(comfort_at, healing.comfort_at))
             self._outage = Outage(
                 lost_at=now,
                 reason=end,
                 mid_reply=active is not None,
                 cut_text=self._conversation.heard_text_of(cut_item) if cut_item else "",
                 comfort_at=comfort_at,
+                cues=cues,
             )
         record = UpstreamLost(end.reason.value, end.detail, mid_reply=active is not None)
         return [report("WARNING", record), *tools]
@@ -676,6 +691,8 @@ class CallCore:
                 heard_nothing = self._counters.audio_ms_sent == 0
                 greeting = self.settings.greeting if heard_nothing else None
                 actions.append(self._request_response(greeting))
+        if outage is not None and (resume or redo or owed):
+            self._healing = outage
         # A deferred request (a note's) waits for the end of a resumed reply, if one was asked.
         if owed or (not (resume or redo) and self._state.take_deferred()):
             actions.append(self._request_response())
@@ -794,6 +811,7 @@ class CallCore:
         counters.audio_deltas += 1
         counters.audio_ms_received += len(ev.audio) // BYTES_PER_MS
         self._reply_watch.settle()
+        self._healing = None
         self._response_watch.event(ev.response_id, now)
         self._starving_item, self._starved_cued = (ev.response_id, ev.item_id), False
         if self._hold_queued:
@@ -819,6 +837,7 @@ class CallCore:
         if ev.item_type == "function_call":
             # The model answers the turn by acting; the tool's own filler covers the wait.
             self._reply_watch.settle()
+            self._healing = None
         if ev.role != "assistant" or ev.item_type != "message":
             return []
         if ev.response_id in self._cancelled:
@@ -850,6 +869,8 @@ class CallCore:
 
     def _on_response_done(self, ev: rt.ResponseDone, now: float) -> list[Action]:
         actions: list[Action] = []
+        # Ended without a word (failed, a tool call): the reply and tool watches own the wait.
+        self._healing = None
         if ev.response_id == self._response_watch.response_id:
             self._response_watch.done()
         active = self._state.done(ev.response_id)
@@ -877,6 +898,7 @@ class CallCore:
 
     def _on_speech_started(self, ev: rt.SpeechStarted, now: float) -> list[Action]:
         self._tools.on_speech(started=True)
+        self._healing = None
         if self._state.floor is Floor.HELD:
             plan = self._barge_in(now, "confirmed", ev.audio_start_ms)
             return [plan, *self._after_barge_in(plan, now)]
@@ -983,11 +1005,17 @@ class CallCore:
         duck = self._state.duck_state
         if duck is not None:
             deadlines.append(duck.started_at + self.settings.confirm_window_ms / 1000.0)
-        if self._outage is not None:
-            deadlines.append(self._outage.comfort_at)
+        comforting = self._comforting
+        if comforting is not None:
+            deadlines.append(comforting.comfort_at)
         else:
             deadlines.append(self._starved_at())
         return min((d for d in deadlines if d is not None), default=None)
+
+    @property
+    def _comforting(self) -> Outage | None:
+        """The outage whose silence comfort audio covers: healing, or healed but not heard."""
+        return self._outage if self._outage is not None else self._healing
 
     def _starved_at(self) -> float | None:
         """When the caller will have heard ``comfort_after_ms`` of silence in the middle of a
@@ -1014,7 +1042,7 @@ class CallCore:
         duck = self._state.duck_state
         if duck is not None and now >= duck.started_at + self.settings.confirm_window_ms / 1000.0:
             actions += self._resume_held(duck)
-        outage = self._outage
+        outage = self._comforting
         if outage is not None and outage.comfort_due(now):
             if outage.cues == 1:
                 comfort = self._play_hold_phrase("the upstream is healing")
