@@ -391,7 +391,7 @@ frames_strategy = st.lists(
         st.just(frames),
         st.just(frames),
         st.just([*frames, ("invalid-utf8",)]),
-        st.integers(LIMITS.max_ws_message_chars + 1, 3 * 2**20).map(
+        st.integers(LIMITS.max_ws_message_bytes + 1, 3 * 2**20).map(
             lambda size: [*frames, ("too-big", size)]
         ),
     )
@@ -423,7 +423,7 @@ def _predicted_close(frames: list[tuple[object, ...]], ending: str) -> set[int] 
     for frame in frames:
         text = _text_of(frame)
         too_big = frame[0] == "too-big"
-        if too_big or (text is not None and len(text) > LIMITS.max_ws_message_chars):
+        if too_big or (text is not None and len(text.encode()) > LIMITS.max_ws_message_bytes):
             return {1009} if ending_with is None else {ending_with, 1009}
         if frame[0] == "invalid-utf8":
             return {1007} if ending_with is None else {ending_with, 1007}

@@ -13,8 +13,6 @@ import dataclasses
 import pytest
 import trio
 import trio.testing
-from wsproto import ConnectionType
-from wsproto.connection import Connection
 
 from bridge.core.call import CallCore
 from bridge.core.gate import GateStage
@@ -26,7 +24,7 @@ from bridge.runtime.call import CallIO
 from bridge.runtime.registry import CallHandle
 from bridge.runtime.services import Services
 from bridge.runtime.twilio_leg import TwilioLeg
-from bridge.runtime.websocket import WebSocket
+from bridge.runtime.websocket import WebSocket, server_protocol
 from tests.harness import TEST_CONFIG
 
 
@@ -50,7 +48,7 @@ def _walk_bridge_objects(obj: object, seen: set[int]) -> list[object]:
 
 async def test_every_per_call_field_is_set_by_the_constructor() -> None:
     stream, _peer = trio.testing.memory_stream_pair()
-    ws = WebSocket(stream, Connection(ConnectionType.SERVER), max_message_chars=1024)
+    ws = WebSocket(stream, server_protocol(1024))
     services = Services(TEST_CONFIG, "ws://127.0.0.1:1", None)
     io = CallIO(services, TwilioLeg(ws), Start("MZ1", "CA1"))
     reached = {type(obj) for obj in _walk_bridge_objects(io, set())}

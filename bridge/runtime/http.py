@@ -1,8 +1,9 @@
-"""The one port: HTTP/1.1 (h11) and the WebSocket upgrade (wsproto), on plain Trio streams.
+"""The one port: HTTP/1.1 (h11) and the WebSocket upgrade (websockets), on plain Trio streams.
 
 Webhook, health, readiness, metrics, the notes API and the Twilio media stream share one
-listening port, as Twilio and a load balancer expect. The protocol work is h11's and
-wsproto's (the sans-IO libraries hypercorn itself is built on); this module only reads,
+listening port, as Twilio and a load balancer expect. The protocol work is h11's (the
+sans-IO library hypercorn itself is built on) and websockets' sans-IO protocol's (see
+:mod:`bridge.runtime.websocket` for why not wsproto's); this module only reads,
 writes and enforces limits. Owning the connection is what lets a call's reader task read
 its socket directly (see :mod:`bridge.runtime.websocket`): no server task and no queue
 between the socket and the call, which is most of the per-message CPU of a media stream.
@@ -38,12 +39,13 @@ from urllib.parse import unquote
 import h11
 import trio
 from loguru import logger
-from wsproto import ConnectionType
-from wsproto.events import AcceptConnection
-from wsproto.handshake import H11Handshake
-from wsproto.utilities import RemoteProtocolError as WsHandshakeError
+from websockets.datastructures import Headers as WsHeaders
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_extension, parse_subprotocol
+from websockets.http11 import Request as WsRequest
+from websockets.server import ServerProtocol
 
-from bridge.runtime.websocket import WebSocket
+from bridge.runtime.websocket import PROTOCOL_LOG, WebSocket, server_protocol
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
@@ -63,7 +65,7 @@ class HttpLimits:
     max_body_bytes: int = 64 * 1024
     request_timeout_s: float = 10.0
     """From the end of the previous response (or the connection) to the end of this request."""
-    max_ws_message_chars: int = 1024 * 1024
+    max_ws_message_bytes: int = 1024 * 1024
     busy_connections: int = 8
     """Connections parsing or answering at once (see :class:`_HttpStream`); the others wait
     their turn, without holding one while they wait on the network."""
@@ -330,31 +332,46 @@ async def _upgrade(
         await _respond(stream, conn, refusal, close=True)
         await _linger(stream)
         return
-    handshake = H11Handshake(ConnectionType.SERVER)
-    try:
-        if not _has_websocket_key(request):
-            raise WsHandshakeError("Sec-WebSocket-Key is not 16 bytes in base64")
-        target = request.path + (f"?{request.query}" if request.query else "")
-        # Checks the upgrade's headers (version, ...) and raises if they are wrong; a header
-        # it reads as text that is not ASCII is a UnicodeDecodeError (a ValueError).
-        handshake.initiate_upgrade_connection(list(request.headers), target)
-    except (WsHandshakeError, ValueError):
+    accepted = _accept_upgrade(request)
+    if accepted is None:
         await _respond(stream, conn, HttpResponse(400, b"bad websocket upgrade\n"), close=True)
         await _linger(stream)
         return
-    await stream.send_all(handshake.send(AcceptConnection()))
-    connection = handshake.connection
-    assert connection is not None  # set by the accept just sent
+    await stream.send_all(accepted)
     received, _closed = conn.trailing_data
     stream.give_back()  # from here on this is a call: its reader reads the socket itself
     ws = WebSocket(
-        stream.socket, connection, max_message_chars=limits.max_ws_message_chars, received=received
+        stream.socket, server_protocol(limits.max_ws_message_bytes), received=bytes(received)
     )
     try:
         await app.websocket(request, ws)
     finally:
         with trio.move_on_after(1.0, shield=True):
             await ws.aclose()
+
+
+def _accept_upgrade(request: HttpRequest) -> bytes | None:
+    """The ``101`` answer to a valid upgrade (websockets checks its version, key and
+    headers), or ``None`` for one that is not. No extension or subprotocol is agreed, but a
+    malformed offer of one is refused, not ignored: the client is broken."""
+    if not _has_websocket_key(request):
+        return None
+    try:
+        for value in request.header_values(b"sec-websocket-extensions"):
+            parse_extension(value.decode("latin-1"))
+        for value in request.header_values(b"sec-websocket-protocol"):
+            parse_subprotocol(value.decode("latin-1"))
+    except InvalidHeader:
+        return None
+    target = request.path + (f"?{request.query}" if request.query else "")
+    handshake = ServerProtocol(logger=PROTOCOL_LOG)
+    headers = WsHeaders(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers
+    )
+    response = handshake.accept(WsRequest(target, headers, method=request.method))
+    if handshake.handshake_exc is not None or response.status_code != 101:
+        return None
+    return response.serialize()
 
 
 def _response_events(response: HttpResponse, close: bool, head_only: bool) -> Iterable[h11.Event]:

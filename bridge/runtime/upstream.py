@@ -1,7 +1,7 @@
 """The OpenAI leg of a call: a WebSocket client connection to the Realtime API.
 
-The handshake is wsproto's (client side), over a Trio TCP stream, TLS for ``wss://``. After
-it, the connection is a :class:`bridge.runtime.websocket.WebSocket`: the call's OpenAI
+The handshake is websockets' sans-IO client's, over a Trio TCP stream, TLS for ``wss://``.
+After it, the connection is a :class:`bridge.runtime.websocket.WebSocket`: the call's OpenAI
 reader reads the socket itself (no reader task of a library in between), and the call
 decides when the socket is closed: after its tasks stop and before the Twilio leg ends,
 shielded and time-bounded. Client events are encoded here, once, at the edge
@@ -19,17 +19,19 @@ import ssl
 from urllib.parse import urlsplit
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.utilities import ProtocolError
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidURI
+from websockets.frames import Frame
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 from bridge.config import Secret
 from bridge.core.ending import CallEnd, EndReason
 from bridge.core.realtime_client import ClientEvent, encode
 from bridge.errors import UpstreamLost, UpstreamUnavailable
-from bridge.runtime.websocket import RECEIVE_BYTES, WebSocket, WebSocketClosed
+from bridge.runtime.websocket import PROTOCOL_LOG, RECEIVE_BYTES, WebSocket, WebSocketClosed
 
-MAX_MESSAGE_CHARS = 16 * 1024 * 1024
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """``session.created``/``updated`` echo the whole configuration, instructions included."""
 
 
@@ -73,42 +75,44 @@ class Upstream:
         await self._ws.aclose(code)
 
 
-def _target(url: str) -> tuple[str, int, str, bool]:
-    """(host, port, resource, tls) of a ``ws://`` or ``wss://`` URL."""
+def _target(url: str) -> tuple[str, int, bool]:
+    """(host, port, tls) of a ``ws://`` or ``wss://`` URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
     tls = parts.scheme == "wss"
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.hostname, parts.port or (443 if tls else 80), resource, tls
+    return parts.hostname, parts.port or (443 if tls else 80), tls
 
 
 async def _handshake(
-    stream: trio.abc.Stream, host_header: str, resource: str, api_key: Secret | None
-) -> WSConnection:
-    headers = [(b"authorization", f"Bearer {api_key.reveal()}".encode())] if api_key else []
-    ws = WSConnection(ConnectionType.CLIENT)
-    await stream.send_all(
-        ws.send(Request(host=host_header, target=resource, extra_headers=headers))
-    )
-    rejected: int | None = None
+    stream: trio.abc.Stream, url: str, api_key: Secret | None
+) -> tuple[ClientProtocol, list[Frame]]:
+    """The opened protocol and the frames that came with the ``101`` answer."""
+    try:
+        proto = ClientProtocol(parse_uri(url), max_size=MAX_MESSAGE_BYTES, logger=PROTOCOL_LOG)
+    except InvalidURI as exc:
+        raise ValueError(str(exc)) from None
+    request = proto.connect()
+    if api_key is not None:
+        request.headers["Authorization"] = f"Bearer {api_key.reveal()}"
+    proto.send_request(request)
+    await stream.send_all(b"".join(proto.data_to_send()))
     while True:
         data = bytes(await stream.receive_some(RECEIVE_BYTES))
+        if data:
+            proto.receive_data(data)
+        else:
+            proto.receive_eof()  # may end a refusal's body, read up to the end
+        events = proto.events_received()
+        response = next((e for e in events if isinstance(e, Response)), None)
+        if proto.handshake_exc is not None:
+            if response is not None and response.status_code != 101:
+                raise _rejected(response.status_code)
+            raise UpstreamUnavailable(f"handshake failed: {proto.handshake_exc}")
+        if response is not None:
+            return proto, [e for e in events if isinstance(e, Frame)]
         if not data:
             raise UpstreamUnavailable("handshake failed: the server closed the connection")
-        ws.receive_data(data)
-        for event in ws.events():
-            match event:
-                case AcceptConnection():
-                    return ws
-                case RejectConnection(status_code=status, has_body=has_body):
-                    if not has_body:
-                        raise _rejected(status)
-                    rejected = status
-                case RejectData(body_finished=True) if rejected is not None:
-                    raise _rejected(rejected)
-                case _:
-                    pass  # more of a rejection body, until it is finished
 
 
 NOT_RETRYABLE_STATUSES = frozenset({400, 401, 403, 404})
@@ -126,7 +130,7 @@ async def connect_upstream(url: str, api_key: Secret | None, *, timeout_s: float
     """Open the Realtime WebSocket within ``timeout_s``."""
     stream: trio.abc.Stream | None = None
     try:
-        host, port, resource, tls = _target(url)
+        host, port, tls = _target(url)
         with trio.fail_after(timeout_s):
             tcp = await trio.open_tcp_stream(host, port)
             stream = tcp
@@ -134,20 +138,16 @@ async def connect_upstream(url: str, api_key: Secret | None, *, timeout_s: float
                 stream = trio.SSLStream(
                     tcp, ssl.create_default_context(), server_hostname=host, https_compatible=True
                 )
-            default_port = 443 if tls else 80
-            host_header = host if port == default_port else f"{host}:{port}"
-            ws = await _handshake(stream, host_header, resource, api_key)
+            proto, frames = await _handshake(stream, url, api_key)
     except BaseException as exc:
         if stream is not None:
             await trio.aclose_forcefully(stream)
         match exc:
             case trio.TooSlowError():
                 raise UpstreamUnavailable(f"no handshake within {timeout_s:g} s") from None
-            case ProtocolError():
-                raise UpstreamUnavailable(f"handshake failed: {exc}") from None
             case ValueError():
                 raise UpstreamUnavailable(f"{exc}", retryable=False) from None
             case OSError() | ssl.SSLError() | trio.BrokenResourceError():
                 raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from None
         raise
-    return Upstream(WebSocket(stream, ws, max_message_chars=MAX_MESSAGE_CHARS))
+    return Upstream(WebSocket(stream, proto, frames=frames))

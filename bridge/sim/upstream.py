@@ -269,7 +269,7 @@ class SimUpstream:
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started(url)`` once listening."""
         host = self.options.host
-        limits = HttpLimits(max_ws_message_chars=MAX_MESSAGE_SIZE)
+        limits = HttpLimits(max_ws_message_bytes=MAX_MESSAGE_SIZE)
         async with trio.open_nursery() as nursery:
             _, port = await nursery.start(serve_http, self, host, self.options.port, limits)
             netloc = f"[{host}]" if ":" in host else host
