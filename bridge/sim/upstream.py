@@ -445,6 +445,10 @@ class SimUpstream:
             sim.frames_sent.append(text)
             sim.core.on_sent(event, t)
             await ws.send_texts([text])
+            # A write that did not wait does not yield: yield here, so that the bench's
+            # callers (tasks of this process) read what the bridge sends back before this
+            # session goes on, and their times measure the bridge, not this loop.
+            await trio.lowlevel.checkpoint()
 
     async def _close(self, ws: WebSocket, sim: SimSession, code: int, reason: str | None) -> None:
         sim.close_code, sim.close_reason = code, reason
