@@ -473,16 +473,24 @@ class SimCaller:
             raise RuntimeError("the caller is not connected")
         while True:
             frame = await self._ws.get_message()
+            received_at = self.options.clock()
             parsed = wire.parse_bridge_message(frame, self.options.stream_sid)
             if isinstance(parsed, wire.Violation):
-                self._recorder.violation(self.options.clock(), parsed.code, parsed.detail)
+                self._recorder.violation(received_at, parsed.code, parsed.detail)
             else:
-                await self._apply(parsed)
+                await self._apply(parsed, received_at)
 
-    async def _apply(self, message: wire.BridgeMessage) -> None:
-        """Feed one bridge message to the playback model and send the echoes it yields."""
+    async def _apply(self, message: wire.BridgeMessage, now: float) -> None:
+        """Feed one bridge message, received at ``now`` (the options' clock), to the
+        playback model and send the echoes it yields.
+
+        The message is stamped when it is read, not once the wire lock is ours: taking the
+        lock yields to the scheduler, and what Twilio would play does not wait for this
+        caller's echo sends. Playback has not been advanced past it meanwhile (its clock
+        never goes back).
+        """
         async with self._wire_lock:
-            now = self.options.clock()
+            now = max(now, self.playback.now)
             if isinstance(message, wire.MediaIn):
                 echoes = self.playback.push_media(message.payload, now)
                 self._counters.media_received += 1

@@ -439,8 +439,10 @@ class SimUpstream:
     async def _send(self, ws: WebSocket, sim: SimSession, events: list[JsonObj]) -> None:
         clock = self.options.clock
         for event in events:
-            t = clock()
+            # Stamped once serialised, as it is written: the records time the wire, not
+            # this process's JSON encoding.
             text = json.dumps(event)
+            t = clock()
             sim.sent.append((t, event))
             sim.frames_sent.append(text)
             sim.core.on_sent(event, t)
