@@ -39,11 +39,21 @@ _NOT_PASSED_ON: Final = (
 )
 
 
+BRIDGE_BIN_VARIABLE: Final = "BENCH_BRIDGE_BIN"
+"""Names another ``bridge`` executable to measure (another build, e.g. an older commit's
+venv), under the same simulated upstream and callers: an A/B on the same machine."""
+
+
 def bridge_command(port: int = 0) -> list[str]:
-    """``bridge serve`` from this interpreter's environment (the venv's console script)."""
+    """``bridge serve``: the executable :data:`BRIDGE_BIN_VARIABLE` names, or the one in this
+    interpreter's environment (the venv's console script)."""
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--log-format", "json"]
+    chosen = os.environ.get(BRIDGE_BIN_VARIABLE)
+    if chosen:
+        return [chosen, *args]
     script = Path(sys.executable).parent / "bridge"
     head = [str(script)] if script.exists() else [sys.executable, "-m", "bridge.cli"]
-    return [*head, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-format", "json"]
+    return [*head, *args]
 
 
 def bridge_env(upstream_url: str, settings: Mapping[str, str]) -> dict[str, str]:

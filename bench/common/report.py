@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.common.bridge_process import BRIDGE_BIN_VARIABLE
+
 
 def _git(*args: str) -> str | None:
     try:
@@ -33,10 +35,13 @@ def uncommitted_changes(path: str = ".") -> list[str] | None:
 
 
 def provenance() -> dict[str, Any]:
-    """Commit, uncommitted files (all, and the bridge's alone), Python, platform, CPUs."""
+    """Commit, uncommitted files (all, and the bridge's alone), the bridge executable when
+    another build was named (``BENCH_BRIDGE_BIN``: then the commit is the bench's, not the
+    bridge's), Python, platform, CPUs."""
     head = (_git("log", "--oneline", "-1") or "").strip()
     return {
         "git_head": head or None,
+        "bridge_bin": os.environ.get(BRIDGE_BIN_VARIABLE) or None,
         "uncommitted_changes": uncommitted_changes(),
         "bridge_uncommitted_changes": uncommitted_changes("bridge"),
         "python": sys.version.split()[0],
