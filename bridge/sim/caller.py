@@ -486,8 +486,9 @@ class SimCaller:
 
         The message is stamped when it is read, not once the wire lock is ours: taking the
         lock yields to the scheduler, and what Twilio would play does not wait for this
-        caller's echo sends. Playback has not been advanced past it meanwhile (its clock
-        never goes back).
+        caller's echo sends. If playback was advanced past ``now`` while this waited for
+        the lock, the message is taken at playback's time instead (its clock never goes
+        back).
         """
         async with self._wire_lock:
             now = max(now, self.playback.now)
