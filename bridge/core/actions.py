@@ -4,10 +4,11 @@ The core never performs I/O: each handler returns a list of these actions, execu
 order by the task that called it. They come in two kinds, and the handlers' return types
 say which:
 
-* :data:`LocalAction` needs no socket: every task can execute it. The Twilio reader and
-  the TX writer hold no upstream socket, and the handlers they call
-  (:meth:`CallCore.on_twilio_event`, :meth:`CallCore.on_timer`) return only these, so mypy
-  keeps socket work out of them.
+* :data:`LocalAction` needs no socket: every task can execute it. The handlers of the
+  Twilio reader and the TX writer (:meth:`CallCore.on_twilio_event`,
+  :meth:`CallCore.on_timer`) return only these, so mypy keeps socket work out of their
+  frames. The reader runs the gate stage (:meth:`CallCore.on_caller_frames`) itself only
+  when its writes cannot wait (``bridge.runtime.callio.CallIO.gate_can_run_inline``).
 * :data:`UpstreamAction` writes to the Realtime socket (and, for a barge-in, to Twilio
   first); only tasks that own the upstream execute :data:`Action`.
 """

@@ -400,7 +400,8 @@ class CallCore:
     # -- Twilio ---------------------------------------------------------------------------
 
     def on_twilio_event(self, ev: twilio.TwilioEvent, now: float) -> list[LocalAction]:
-        """One parsed Twilio frame (the Twilio reader holds no upstream socket)."""
+        """One parsed Twilio frame: local actions only (caller audio is queued for the gate
+        stage, :meth:`on_caller_frames`, which the runtime runs where nothing waits)."""
         match ev:
             case twilio.Media():
                 self._counters.frames_in += 1

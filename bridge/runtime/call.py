@@ -3,16 +3,21 @@
 Tasks of the call (all in one nursery; the first failure cancels the others). They only
 read, write, pace and supervise; every decision is the core's (:class:`CallCore`):
 
-* **Twilio reader**: hands each Twilio frame to the core; caller audio goes to the gate
+* **Twilio reader**: hands each Twilio frame to the core; ``stop`` or a socket close ends
+  the call. Caller audio goes through the gate stage: in the reader itself, in the step
+  that read the frame, when nothing that would do can wait (the frame is next in line,
+  and the upstream socket and the Twilio leg take bytes now:
+  :meth:`~bridge.runtime.callio.CallIO.gate_can_run_inline`); otherwise to the gate task
   over ``inbound`` (bounded: 50 frames = 1 s; when full the *oldest* frame is dropped and
-  counted, because real-time audio must not stall the reader); ``stop`` or a socket close
-  ends the call. It holds no upstream socket, and mypy keeps it that way.
+  counted, because real-time audio must not stall the reader). The reader never waits on
+  the upstream.
 * **Upstream supervisor** (:mod:`bridge.runtime.session`): opens the Realtime session and,
   inside its own cancel scope, the **OpenAI reader** (hands each event to the core and
   executes its actions, barge-in included) and the heartbeat. When the session is lost it
   heals the call with a new one, within the reconnect budget; the rest of the call lives on.
-* **Audio gate**: takes the caller frames waiting in ``inbound`` and writes what the core
-  releases (``input_audio_buffer.append``, a local fast barge-in).
+* **Audio gate**: takes the caller frames waiting in ``inbound`` (all of them at once:
+  one append) and writes what the core releases (``input_audio_buffer.append``, a local
+  fast barge-in). It runs when the reader cannot: a burst, a busy socket, no session.
 * **TX writer**: paces AI audio to Twilio as the core decides, a ``mark`` now and then;
   woken through ``doorbell`` (capacity 1: when full, a ring is already pending, so another
   is dropped; rings carry no data).
@@ -53,7 +58,7 @@ from bridge.core.ratelimit import LogThrottle
 from bridge.core.records import CallFinished, report
 from bridge.errors import CallEnded
 from bridge.logs import log_action, log_tagged
-from bridge.runtime.callio import CallIO, apply_local, execute
+from bridge.runtime.callio import CallIO, execute, execute_from_twilio
 from bridge.runtime.services import Services
 from bridge.runtime.session import supervise_upstream
 from bridge.runtime.twilio_leg import TwilioLeg
@@ -73,22 +78,27 @@ async def _twilio_reader(io: CallIO) -> None:
             code = io.twilio.disconnect_code
             io.end(CallEnd(EndReason.TWILIO_DISCONNECTED, f"code={code}"))
             return
-        apply_local(
-            io, core.on_twilio_event(twilio.parse_twilio_message(data), trio.current_time())
+        now = trio.current_time()
+        await execute_from_twilio(
+            io, core.on_twilio_event(twilio.parse_twilio_message(data), now), now
         )
 
 
 async def _gate_task(io: CallIO) -> None:
     async for frame in io.inbound_recv:
+        io.gate_busy = True
         frames = [frame]
         # Under load frames queue up: take them all now and send one append for the lot
-        # (same audio, same order, fewer messages). Unloaded, this is one frame per append.
+        # (same audio, same order, fewer messages).
         while True:
             try:
                 frames.append(io.inbound_recv.receive_nowait())
             except trio.WouldBlock:
                 break
-        await execute(io, io.core.on_caller_frames(frames, trio.current_time()))
+        try:
+            await execute(io, io.core.on_caller_frames(frames, trio.current_time()))
+        finally:
+            io.gate_busy = False
 
 
 async def _tx_writer(io: CallIO) -> None:

@@ -30,6 +30,16 @@ class TwilioLeg:
     def connected(self) -> bool:
         return self.disconnect_code is None and not self.closed_by_us
 
+    @property
+    def has_pending(self) -> bool:
+        """Frames already read from the socket wait for :meth:`receive`."""
+        return self._ws.has_pending
+
+    def can_write_now(self) -> bool:
+        """A write now would go out at once: :attr:`lock` is free and the socket takes bytes
+        (:meth:`bridge.runtime.websocket.WebSocket.can_send_now`)."""
+        return not self.lock.locked() and self._ws.can_send_now()
+
     async def receive(self) -> str | bytes | None:
         """Next frame from Twilio, or ``None`` once the socket is closed (code recorded)."""
         message = await self._ws.receive()

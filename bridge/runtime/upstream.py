@@ -52,6 +52,11 @@ class Upstream:
         except WebSocketClosed as closed:
             raise UpstreamLost(closed_reason(closed.code, closed.reason)) from None
 
+    def can_send_now(self) -> bool:
+        """A send now would be written without waiting
+        (:meth:`bridge.runtime.websocket.WebSocket.can_send_now`)."""
+        return self._ws.can_send_now()
+
     async def receive(self) -> str | bytes:
         message = await self._ws.receive()
         if message is None:
