@@ -9,6 +9,8 @@ progress or a closed connection each make the reader hand frames to the gate tas
 
 from __future__ import annotations
 
+import base64
+import itertools
 import socket
 
 import pytest
@@ -17,7 +19,9 @@ from trio.testing import MockClock
 
 import bridge.runtime.call
 from bridge.runtime.call import CallIO
+from bridge.runtime.twilio_leg import TwilioLeg
 from bridge.runtime.websocket import WebSocket, server_protocol
+from bridge.sim.script import script_from_name
 from tests.harness import start_rig
 
 FRAME_MS = 20
@@ -45,6 +49,45 @@ async def test_caller_audio_reaches_the_model_without_the_gate_task(
     assert dropped_ms < 0.05 * sent_ms
     answered = [r for r in completed.session.responses.values() if r.status == "completed"]
     assert len(answered) >= 2  # the greeting, and an answer to what the caller said
+
+
+async def test_caller_frames_reach_the_model_once_each_and_in_order_on_either_path(
+    autojump_clock: MockClock, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other frame finds the Twilio leg busy and goes to the gate task; the frame after
+    it must not overtake it the reader's way while the gate task has not run yet (a memory
+    channel hands a frame straight to a waiting task: nothing is queued). Jitter bunches
+    frames up on top. Each frame must reach the model once, in order."""
+    leg_free_now = itertools.cycle([False, True])
+    monkeypatch.setattr(TwilioLeg, "can_write_now", lambda _leg: next(leg_free_now))
+    sent: list[tuple[int, bytes]] = []
+    with trio.fail_after(60):
+        rig = await start_rig(nursery)
+        caller = rig.caller(
+            script_from_name("talk"),
+            jitter_ms=60.0,
+            jitter_seed=7,
+            on_media_sent=lambda _t, ms, payload: sent.append((ms, payload)),
+        )
+        report = await caller.run()
+        handle = await rig.server.registry.wait_for_call(report.call_sid)
+        await handle.ended.wait()
+    assert report.late_frames > 50  # the jitter did bunch frames up
+    appended = b"".join(
+        base64.b64decode(event["audio"])
+        for _, event in rig.sim.sessions[0].received
+        if event.get("type") == "input_audio_buffer.append"
+    )
+    bytes_per_ms = 8
+    # Audio before the session opened was not kept: the stream starts with a later frame.
+    spoken = [(ms, payload) for ms, payload in sent if len(set(payload)) > 8]
+    first = next(i for i, (_, payload) in enumerate(spoken) if appended.find(payload) >= 0)
+    offset_ms = spoken[first][0] - appended.find(spoken[first][1]) / bytes_per_ms
+    for ms, payload in spoken[first:]:
+        at = round((ms - offset_ms) * bytes_per_ms)
+        assert appended[at : at + len(payload)] == payload, f"frame at {ms} ms"
+    last_ms, last_payload = sent[-1]
+    assert len(appended) == round((last_ms - offset_ms) * bytes_per_ms) + len(last_payload)
 
 
 async def _socket_pair() -> tuple[WebSocket, socket.socket]:

@@ -86,19 +86,13 @@ async def _twilio_reader(io: CallIO) -> None:
 
 async def _gate_task(io: CallIO) -> None:
     async for frame in io.inbound_recv:
-        io.gate_busy = True
-        frames = [frame]
         # Under load frames queue up: take them all now and send one append for the lot
         # (same audio, same order, fewer messages).
-        while True:
-            try:
-                frames.append(io.inbound_recv.receive_nowait())
-            except trio.WouldBlock:
-                break
+        frames = [frame, *io.take_inbound()]
         try:
             await execute(io, io.core.on_caller_frames(frames, trio.current_time()))
         finally:
-            io.gate_busy = False
+            io.frames_at_gate -= len(frames)
 
 
 async def _tx_writer(io: CallIO) -> None:

@@ -54,7 +54,7 @@ class CallIO:
         "doorbell_recv",
         "doorbell_send",
         "ended_by",
-        "gate_busy",
+        "frames_at_gate",
         "handle",
         "inbound_recv",
         "inbound_send",
@@ -89,8 +89,10 @@ class CallIO:
         self.inbound_send, self.inbound_recv = trio.open_memory_channel[twilio.Media](
             INBOUND_QUEUE_FRAMES
         )
-        self.gate_busy = False
-        """The gate task is running the gate stage on frames it took from ``inbound``."""
+        self.frames_at_gate = 0
+        """Caller frames handed to the gate task that it has not finished with: queued in
+        ``inbound``, handed straight to the waiting task (a memory channel does that without
+        queueing), or in its hands."""
         self.doorbell_send, self.doorbell_recv = trio.open_memory_channel[None](1)
         self.timer_bell_send, self.timer_bell_recv = trio.open_memory_channel[None](1)
         self.timer_at = math.inf
@@ -141,8 +143,7 @@ class CallIO:
         upstream = self.upstream
         return (
             upstream is not None
-            and not self.gate_busy
-            and self.inbound_recv.statistics().current_buffer_used == 0
+            and self.frames_at_gate == 0
             and not self.twilio.has_pending
             and upstream.can_send_now()
             and self.twilio.can_write_now()
@@ -153,10 +154,21 @@ class CallIO:
         while True:
             try:
                 self.inbound_send.send_nowait(media)
+                self.frames_at_gate += 1
                 return
             except trio.WouldBlock:
                 self.inbound_recv.receive_nowait()
+                self.frames_at_gate -= 1
                 self.core.on_caller_audio_dropped()
+
+    def take_inbound(self) -> list[twilio.Media]:
+        """Every caller frame queued for the gate, taken now (none: an empty list)."""
+        frames: list[twilio.Media] = []
+        while True:
+            try:
+                frames.append(self.inbound_recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return frames
 
 
 # -- executing core actions ---------------------------------------------------------------

@@ -205,12 +205,8 @@ async def _recycle_when_due(io: CallIO) -> Upstream:
 
 async def _send_remaining_caller_audio(io: CallIO, upstream: Upstream) -> None:
     """Caller frames still queued for the gate, and its hold, in one last append."""
-    frames = []
-    while True:
-        try:
-            frames.append(io.inbound_recv.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
+    frames = io.take_inbound()
+    io.frames_at_gate -= len(frames)
     last = io.core.on_caller_stream_end(frames, trio.current_time())
     if last is None:
         return
