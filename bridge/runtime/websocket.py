@@ -308,11 +308,7 @@ class WebSocket:
     def _fd(self) -> int | None:
         """The socket's descriptor, for a plain TCP stream that is still open (read at each
         use: a closed socket reports -1, never a number reused since)."""
-        stream = self._stream
-        if not isinstance(stream, trio.SocketStream):
-            return None
-        fd = stream.socket.fileno()
-        return fd if fd >= 0 else None
+        return _socket_fd(self._stream, through_tls=False)
 
     async def _read(self) -> bytes:
         """Up to :data:`RECEIVE_BYTES` bytes; ``b""`` at the end of the stream.
@@ -380,9 +376,10 @@ class WebSocket:
             await trio.aclose_forcefully(self._stream)
 
 
-def _socket_fd(stream: trio.abc.Stream) -> int | None:
-    """The descriptor of the open socket under ``stream`` (through TLS), if there is one."""
-    if isinstance(stream, trio.SSLStream):
+def _socket_fd(stream: trio.abc.Stream, *, through_tls: bool = True) -> int | None:
+    """The descriptor of the open socket under ``stream`` (or under its TLS, unless
+    ``through_tls`` is false), if there is one."""
+    if through_tls and isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
     if not isinstance(stream, trio.SocketStream):
         return None
