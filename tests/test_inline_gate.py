@@ -59,7 +59,10 @@ async def test_caller_frames_reach_the_model_once_each_and_in_order_on_either_pa
     channel hands a frame straight to a waiting task: nothing is queued). Jitter bunches
     frames up on top. Each frame must reach the model once, in order."""
     leg_free_now = itertools.cycle([False, True])
-    monkeypatch.setattr(TwilioLeg, "can_write_now", lambda _leg: next(leg_free_now))
+    write_fd = TwilioLeg.write_fd
+    monkeypatch.setattr(
+        TwilioLeg, "write_fd", lambda leg: write_fd(leg) if next(leg_free_now) else None
+    )
     sent: list[tuple[int, bytes]] = []
     with trio.fail_after(60):
         rig = await start_rig(nursery)

@@ -997,21 +997,28 @@ class CallCore:
 
     def next_deadline(self) -> float | None:
         """Trio time of the next timer the core needs (:meth:`on_timer`), if any."""
-        deadlines = [
-            self._reply_watch.deadline(),
+        # Read after every event: no list, no generator.
+        soonest = self._reply_watch.deadline()
+        for deadline in (
             self._response_watch.deadline(),
             self._media_watch.deadline(),
             self.tools_deadline(),
-        ]
+            self._duck_deadline(),
+            self._comfort_deadline(),
+        ):
+            if deadline is not None and (soonest is None or deadline < soonest):
+                soonest = deadline
+        return soonest
+
+    def _duck_deadline(self) -> float | None:
+        """When a ducked response is confirmed as a barge-in or resumed, if one is ducked."""
         duck = self._state.duck_state
-        if duck is not None:
-            deadlines.append(duck.started_at + self.settings.confirm_window_ms / 1000.0)
+        return None if duck is None else duck.started_at + self.settings.confirm_window_ms / 1000.0
+
+    def _comfort_deadline(self) -> float | None:
+        """When comfort audio plays: in an outage, or mid-reply once its audio stopped."""
         comforting = self._comforting
-        if comforting is not None:
-            deadlines.append(comforting.comfort_at)
-        else:
-            deadlines.append(self._starved_at())
-        return min((d for d in deadlines if d is not None), default=None)
+        return comforting.comfort_at if comforting is not None else self._starved_at()
 
     @property
     def _comforting(self) -> Outage | None:

@@ -732,15 +732,13 @@ class ToolLedger:
     def deadline(self, last_heard_at: float | None) -> float | None:
         """Trio time (s) of the next filler or exit cap, if any (``last_heard_at``:
         :attr:`Moment.last_heard_at`). Cheap: the core reads it after every event."""
-        times = [
-            at
-            for batch in self._batches.values()
-            if (at := self._filler_at(batch, last_heard_at)) is not None
-        ]
         exit_ = self._exit
-        if exit_ is not None and exit_.deadline is not None:
-            times.append(exit_.deadline)
-        return min(times, default=None)
+        soonest = None if exit_ is None else exit_.deadline
+        for batch in self._batches.values():
+            at = self._filler_at(batch, last_heard_at)
+            if at is not None and (soonest is None or at < soonest):
+                soonest = at
+        return soonest
 
     def on_timer(self, m: Moment) -> list[Action]:
         actions: list[Action] = []

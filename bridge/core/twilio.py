@@ -18,7 +18,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import pybase64
@@ -108,6 +108,8 @@ TwilioEvent = Connected | Start | Media | Mark | Dtmf | Stop | UnknownTwilioEven
 
 
 def _int_field(value: Any) -> int | None:
+    if type(value) is int:  # the usual case, first (a bool is not one)
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -149,6 +151,9 @@ def _parse_start(message: Mapping[str, Any]) -> Start | Malformed:
     )
 
 
+_MEDIA_TOO_LONG: Final = Malformed(f"media payload over {MAX_MEDIA_PAYLOAD_BYTES} bytes")
+
+
 def _parse_media(message: Mapping[str, Any]) -> Media | Malformed:
     media = message.get("media")
     if not isinstance(media, dict):
@@ -156,15 +161,14 @@ def _parse_media(message: Mapping[str, Any]) -> Media | Malformed:
     payload = media.get("payload")
     if not isinstance(payload, str):
         return Malformed("media without a string payload")
-    too_long = Malformed(f"media payload over {MAX_MEDIA_PAYLOAD_BYTES} bytes")
     if len(payload) > _MAX_MEDIA_BASE64_CHARS:
-        return too_long  # not worth decoding
+        return _MEDIA_TOO_LONG  # not worth decoding
     try:
         audio = pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         return Malformed("media payload is not valid base64")
     if len(audio) > MAX_MEDIA_PAYLOAD_BYTES:
-        return too_long
+        return _MEDIA_TOO_LONG
     timestamp = _int_field(media.get("timestamp"))
     if timestamp is None or timestamp < 0:
         return Malformed("media without a valid timestamp")

@@ -41,6 +41,7 @@ from bridge.runtime.registry import NOTES_CHANNEL_SIZE, CallHandle, NoteRequest
 from bridge.runtime.services import Services
 from bridge.runtime.twilio_leg import TwilioLeg
 from bridge.runtime.upstream import Upstream
+from bridge.runtime.websocket import WritableCheck
 
 INBOUND_QUEUE_FRAMES = 50
 
@@ -49,6 +50,7 @@ class CallIO:
     """Runtime resources of one call. Every field is set here; ``__slots__`` forbids others."""
 
     __slots__ = (
+        "_writable",
         "app",
         "core",
         "doorbell_recv",
@@ -89,6 +91,8 @@ class CallIO:
         self.inbound_send, self.inbound_recv = trio.open_memory_channel[twilio.Media](
             INBOUND_QUEUE_FRAMES
         )
+        self._writable = WritableCheck()
+        """Asks whether both sockets take bytes now, in one system call."""
         self.frames_at_gate = 0
         """Caller frames handed to the gate task that it has not finished with: queued in
         ``inbound``, handed straight to the waiting task (a memory channel does that without
@@ -139,14 +143,17 @@ class CallIO:
         through the gate once, in order), no further Twilio message already read (a burst
         goes to the gate task, which sends it as one append), a session to send to whose
         socket takes bytes now and has no other sender, and a Twilio leg that takes bytes
-        now with its lock free (a barge-in writes its ``clear`` there)."""
+        now with its lock free (a barge-in writes its ``clear`` there). Both sockets are
+        asked in one ``poll`` system call."""
         upstream = self.upstream
+        if upstream is None or self.frames_at_gate != 0 or self.twilio.has_pending:
+            return False
+        upstream_fd = upstream.send_fd()
+        twilio_fd = self.twilio.write_fd()
         return (
-            upstream is not None
-            and self.frames_at_gate == 0
-            and not self.twilio.has_pending
-            and upstream.can_send_now()
-            and self.twilio.can_write_now()
+            upstream_fd is not None
+            and twilio_fd is not None
+            and self._writable.all_take_bytes((upstream_fd, twilio_fd))
         )
 
     def push_inbound(self, media: twilio.Media) -> None:

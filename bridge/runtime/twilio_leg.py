@@ -35,10 +35,10 @@ class TwilioLeg:
         """Frames already read from the socket wait for :meth:`receive`."""
         return self._ws.has_pending
 
-    def can_write_now(self) -> bool:
-        """A write now would go out at once: :attr:`lock` is free and the socket takes bytes
-        (:meth:`bridge.runtime.websocket.WebSocket.can_send_now`)."""
-        return not self.lock.locked() and self._ws.can_send_now()
+    def write_fd(self) -> int | None:
+        """The socket's descriptor when only the kernel could make a write wait now:
+        :attr:`lock` is free (:meth:`bridge.runtime.websocket.WebSocket.send_fd`)."""
+        return None if self.lock.locked() else self._ws.send_fd()
 
     async def receive(self) -> str | bytes | None:
         """Next frame from Twilio, or ``None`` once the socket is closed (code recorded)."""

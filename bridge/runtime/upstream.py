@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 import trio
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidURI
-from websockets.frames import Frame
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
@@ -52,10 +51,10 @@ class Upstream:
         except WebSocketClosed as closed:
             raise UpstreamLost(closed_reason(closed.code, closed.reason)) from None
 
-    def can_send_now(self) -> bool:
-        """A send now would be written without waiting
-        (:meth:`bridge.runtime.websocket.WebSocket.can_send_now`)."""
-        return self._ws.can_send_now()
+    def send_fd(self) -> int | None:
+        """The socket's descriptor when only the kernel could make a send wait now
+        (:meth:`bridge.runtime.websocket.WebSocket.send_fd`)."""
+        return self._ws.send_fd()
 
     async def receive(self) -> str | bytes:
         message = await self._ws.receive()
@@ -91,8 +90,12 @@ def _target(url: str) -> tuple[str, int, bool]:
 
 async def _handshake(
     stream: trio.abc.Stream, url: str, api_key: Secret | None
-) -> tuple[ClientProtocol, list[Frame]]:
-    """The opened protocol and the frames that came with the ``101`` answer."""
+) -> tuple[ClientProtocol, bytes]:
+    """The opened protocol and the bytes that came after the ``101`` answer's head.
+
+    The protocol is given the answer's head alone, so that it has parsed nothing after its
+    handshake (the frames that follow are :class:`WebSocket`'s to read); a refusal's body
+    is given to it too, to be read up to its end."""
     try:
         proto = ClientProtocol(parse_uri(url), max_size=MAX_MESSAGE_BYTES, logger=PROTOCOL_LOG)
     except InvalidURI as exc:
@@ -102,22 +105,44 @@ async def _handshake(
         request.headers["Authorization"] = f"Bearer {api_key.reveal()}"
     proto.send_request(request)
     await stream.send_all(b"".join(proto.data_to_send()))
+    seen = b""
+    """The head read so far (its end may be split across reads)."""
+    head_done = False
     while True:
         data = bytes(await stream.receive_some(RECEIVE_BYTES))
-        if data:
+        after_head = b""
+        if not data:
+            proto.receive_eof()  # may end a refusal's body, read up to the end
+        elif head_done:
             proto.receive_data(data)
         else:
-            proto.receive_eof()  # may end a refusal's body, read up to the end
+            end = (seen + data).find(HEAD_END)
+            if end < 0:
+                seen = (seen + data)[-len(HEAD_END) :]
+                proto.receive_data(data)
+            else:
+                cut = end + len(HEAD_END) - len(seen)
+                head_done = True
+                proto.receive_data(data[:cut])
+                after_head = data[cut:]
         events = proto.events_received()
         response = next((e for e in events if isinstance(e, Response)), None)
+        if response is None and after_head:
+            proto.receive_data(after_head)  # the body of a refusal
+            events = proto.events_received()
+            response = next((e for e in events if isinstance(e, Response)), None)
         if proto.handshake_exc is not None:
             if response is not None and response.status_code != 101:
                 raise _rejected(response.status_code)
             raise UpstreamUnavailable(f"handshake failed: {proto.handshake_exc}")
         if response is not None:
-            return proto, [e for e in events if isinstance(e, Frame)]
+            return proto, after_head
         if not data:
             raise UpstreamUnavailable("handshake failed: the server closed the connection")
+
+
+HEAD_END = b"\r\n\r\n"
+"""Ends an HTTP head."""
 
 
 NOT_RETRYABLE_STATUSES = frozenset({400, 401, 403, 404})
@@ -143,7 +168,7 @@ async def connect_upstream(url: str, api_key: Secret | None, *, timeout_s: float
                 stream = trio.SSLStream(
                     tcp, ssl.create_default_context(), server_hostname=host, https_compatible=True
                 )
-            proto, frames = await _handshake(stream, url, api_key)
+            proto, received = await _handshake(stream, url, api_key)
     except BaseException as exc:
         if stream is not None:
             await trio.aclose_forcefully(stream)
@@ -155,4 +180,4 @@ async def connect_upstream(url: str, api_key: Secret | None, *, timeout_s: float
             case OSError() | ssl.SSLError() | trio.BrokenResourceError():
                 raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from None
         raise
-    return Upstream(WebSocket(stream, proto, frames=frames))
+    return Upstream(WebSocket(stream, proto, received=received))
