@@ -105,8 +105,7 @@ async def _handshake(
         request.headers["Authorization"] = f"Bearer {api_key.reveal()}"
     proto.send_request(request)
     await stream.send_all(b"".join(proto.data_to_send()))
-    seen = b""
-    """The head read so far (its end may be split across reads)."""
+    seen = b""  # the head's last bytes read so far (its end may be split across reads)
     head_done = False
     while True:
         data = bytes(await stream.receive_some(RECEIVE_BYTES))
