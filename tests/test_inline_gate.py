@@ -20,7 +20,7 @@ from trio.testing import MockClock
 import bridge.runtime.call
 from bridge.runtime.call import CallIO
 from bridge.runtime.twilio_leg import TwilioLeg
-from bridge.runtime.websocket import WebSocket, server_protocol
+from bridge.runtime.websocket import WebSocket, WritableCheck, server_protocol
 from bridge.sim.script import script_from_name
 from tests.harness import start_rig
 
@@ -101,25 +101,33 @@ async def _socket_pair() -> tuple[WebSocket, socket.socket]:
     return WebSocket(trio.SocketStream(ours), server_protocol(1 << 20)), raw_peer
 
 
-async def test_can_send_now_only_when_a_write_would_not_wait() -> None:
+async def test_a_socket_counts_as_writable_only_when_a_write_would_not_wait() -> None:
+    """What the inline gate stage asks: a descriptor from ``send_fd`` (open, no other
+    sender) and the kernel taking bytes (``WritableCheck``)."""
+    check = WritableCheck()
+
+    def can_send_now(ws: WebSocket) -> bool:
+        fd = ws.send_fd()
+        return fd is not None and check.all_take_bytes((fd,))
+
     with trio.fail_after(5):
         ws, peer = await _socket_pair()
         with peer:
-            assert ws.can_send_now()
+            assert can_send_now(ws)
             # Fill the kernel's buffers (the peer reads nothing): the send waits, is given up.
             with trio.move_on_after(0.1):
                 while True:
                     await ws.send_texts(["x" * 4096])
-            assert not ws.can_send_now()
+            assert not can_send_now(ws)
             while True:
                 try:
                     peer.recv(1 << 20)
                 except BlockingIOError:
                     break
-            assert ws.can_send_now()
+            assert can_send_now(ws)
             async with ws._send_lock:
-                assert not ws.can_send_now()  # another task is sending
-            assert ws.can_send_now()
+                assert ws.send_fd() is None  # another task is sending
+            assert can_send_now(ws)
             with trio.move_on_after(0.1):
                 await ws.aclose()  # the peer never answers the close
-            assert not ws.can_send_now()
+            assert ws.send_fd() is None

@@ -89,7 +89,6 @@ class WebSocket:
         "_scanning",
         "_send_lock",
         "_stream",
-        "_writable",
         "close_code",
         "close_reason",
         "last_received_at",
@@ -124,7 +123,6 @@ class WebSocket:
         self._closed_event = trio.Event()
         self.last_received_at = trio.current_time()
         """Trio time bytes last came from the peer (the heartbeat pings only a quiet peer)."""
-        self._writable = WritableCheck()
         self._frame_maker = wsframes.FrameMaker(masks=proto.side is Side.CLIENT)
         self._inbound = b""
         """Bytes read and not yet parsed while scanning: the start of a frame not yet whole."""
@@ -148,19 +146,14 @@ class WebSocket:
         """The descriptor of the socket under the stream (TLS or not) when nothing but the
         kernel could make a send wait now: the connection is open and no other task is
         sending. ``None`` otherwise, and for a stream with no socket under it or whose
-        socket is closed. Whether the kernel takes bytes is :class:`WritableCheck`'s to ask.
+        socket is closed. Whether the kernel takes bytes is :class:`WritableCheck`'s to ask
+        (one ``poll`` system call, which can ask for several sockets at once).
 
         A TLS stream still yields to the scheduler on a write, and may in rare cases (a key
         update) have to read before it can write: then the write waits like any other."""
         if self._send_lock.locked() or self._proto.state is not State.OPEN:
             return None
         return _socket_fd(self._stream)
-
-    def can_send_now(self) -> bool:
-        """A send now would be written without waiting: :meth:`send_fd` gives a socket and
-        it takes bytes. It does not wait and costs one ``poll`` system call (under 1 µs)."""
-        fd = self.send_fd()
-        return fd is not None and self._writable.all_take_bytes((fd,))
 
     @property
     def _finished(self) -> bool:
@@ -236,10 +229,8 @@ class WebSocket:
                         continue
                     # A close or a failure: what follows is websockets' (it discards it).
                     rest = unparsed
-            self._scanning = False
-            self._inbound = b""
-            if rest:
-                proto.receive_data(rest)
+            self._inbound = rest
+            self._stop_scanning()
             return
 
     def _receive_eof(self) -> None:
