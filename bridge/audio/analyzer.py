@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bridge.audio import level, mulaw
 from bridge.audio.echo import BIN_MS, EchoGuard
@@ -216,8 +217,9 @@ class _Gains:
     min_voice: float
 
 
-@dataclass(frozen=True, slots=True)
-class FrameResult:
+# A NamedTuple rather than a frozen dataclass: one is built per 20 ms frame, and a frozen
+# dataclass's generated __init__ costs about 2 µs where a NamedTuple's costs 0.3 µs.
+class FrameResult(NamedTuple):
     """The analyzer's judgement of one inbound frame, and what to send upstream now."""
 
     level_dbfs: float

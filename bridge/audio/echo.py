@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
@@ -83,6 +84,14 @@ def _banded(gains: Float64Array, n_blocks: int) -> Float64Array:
     for j in range(n_blocks):
         band[j, j : j + n_lags] = gains
     return band
+
+
+@lru_cache(maxsize=256)
+def _bin_starts(offset: int, n_samples: int) -> npt.NDArray[np.intp]:
+    """Where each 10 ms bin starts in a payload of ``n_samples`` whose first sample sits
+    ``offset`` samples into its bin (playout times are rarely on the bin grid). One entry
+    per offset for the usual frame size: at most 80."""
+    return np.arange(-offset, n_samples, _BIN_SAMPLES).clip(0)
 
 
 def time_to_bin(t_ms: float) -> int:
@@ -228,6 +237,8 @@ class EchoGuard:
     """Bins of history the estimate reads behind the latest inbound bin."""
     bands: dict[int, Float64Array] = field(default_factory=dict)
     """``bound_gains`` laid out per frame size (blocks per frame); rebuilt on each estimate."""
+    scratch: dict[tuple[int, ...], Float64Array] = field(default_factory=dict)
+    """Work arrays of the bound's product, per shape."""
 
     def __post_init__(self) -> None:
         self.n_lags = self.max_delay_ms // BIN_MS + 1
@@ -254,8 +265,8 @@ class EchoGuard:
         if offset == 0 and len(payload) % _BIN_SAMPLES == 0:
             powers = level.block_powers(payload)
         else:
-            bins_of_samples = (offset + np.arange(len(payload))) // _BIN_SAMPLES
-            energy = np.bincount(bins_of_samples, weights=level.sample_powers(payload))
+            starts = _bin_starts(offset, len(payload))
+            energy = np.add.reduceat(level.sample_powers(payload), starts)
             powers = energy / _BIN_SAMPLES
         last_bin = first_bin + len(powers) - 1
         if last_bin >= self.outbound.low + _RING_BINS - _RETIRE_BATCH_BINS:
@@ -307,8 +318,18 @@ class EchoGuard:
         band = self.bands.get(n_blocks)
         if band is None:
             band = self.bands[n_blocks] = _banded(self.bound_gains, n_blocks)
-        bound: list[float] = (envelope * band).max(axis=1).tolist()
+        # ufuncs straight, with no temporaries: ndarray.max goes through a Python wrapper,
+        # and this runs on every frame while the AI plays.
+        scratch = np.multiply(envelope, band, out=self._scratch(band.shape))
+        bound: list[float] = np.maximum.reduce(scratch, axis=1).tolist()
         return bound
+
+    def _scratch(self, shape: tuple[int, ...]) -> Float64Array:
+        """A work array of ``shape``, kept per shape (one frame size in practice)."""
+        scratch = self.scratch.get(shape)
+        if scratch is None:
+            scratch = self.scratch[shape] = np.empty(shape)
+        return scratch
 
     def _outbound_within(self, first_bin: int, last_bin: int) -> bool:
         """Whether any outbound audio was noted for bins ``first_bin..last_bin``."""

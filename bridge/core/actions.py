@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from bridge.core.app_work import AppWork
 from bridge.core.ending import CallEnd
@@ -27,8 +27,9 @@ from bridge.core.twilio import Media
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-@dataclass(frozen=True, slots=True)
-class SendUpstream:
+# NamedTuples rather than frozen dataclasses where one is built per frame or per poll: a
+# frozen dataclass's generated __init__ costs about 1 µs per field more.
+class SendUpstream(NamedTuple):
     """Send one client event to the Realtime API."""
 
     event: ClientEvent
@@ -64,8 +65,7 @@ class Log:
     fields: Mapping[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class QueueCallerAudio:
+class QueueCallerAudio(NamedTuple):
     """Hand one caller frame to the audio-gate stage (its channel's full-policy applies)."""
 
     media: Media

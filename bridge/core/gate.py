@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bridge.audio import mulaw
 from bridge.audio.analyzer import AnalyzerSettings, InboundAnalyzer
@@ -32,8 +33,9 @@ from bridge.core.stats import CallCounters
 from bridge.core.twilio import Media
 
 
-@dataclass(frozen=True, slots=True)
-class Released:
+# A NamedTuple rather than a frozen dataclass: one is built per 20 ms frame, and a frozen
+# dataclass's generated __init__ costs about 2 µs where a NamedTuple's costs 0.3 µs.
+class Released(NamedTuple):
     audio: bytes
     """μ-law, the frame itself or the same length of silence."""
     timestamp_ms: int

@@ -42,6 +42,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from bridge.core.marks import MarkName, parse_mark_name
 
@@ -53,8 +54,9 @@ MARK_INTERVAL_MS = 200
 """At most this much audio is sent between two marks, ms."""
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundFrame:
+# A NamedTuple rather than a frozen dataclass: one is built per 20 ms frame, and a frozen
+# dataclass's generated __init__ costs about 2 µs where a NamedTuple's costs 0.3 µs.
+class OutboundFrame(NamedTuple):
     response_id: str
     item_id: str
     payload: bytes
@@ -66,8 +68,9 @@ class OutboundFrame:
         return self.item_offset + len(self.payload)
 
 
-@dataclass(frozen=True, slots=True)
-class SentFrame:
+# A NamedTuple rather than a frozen dataclass: one is built per 20 ms frame, and a frozen
+# dataclass's generated __init__ costs about 2 µs where a NamedTuple's costs 0.3 µs.
+class SentFrame(NamedTuple):
     frame: OutboundFrame
     mark: MarkName | None
     """The mark sent right after the frame, if it got one."""

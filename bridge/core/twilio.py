@@ -18,7 +18,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 import pybase64
@@ -70,8 +70,9 @@ class Start:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Media:
+# A NamedTuple rather than a frozen dataclass: one is built per 20 ms frame, and a frozen
+# dataclass's generated __init__ costs about 2 µs where a NamedTuple's costs 0.3 µs.
+class Media(NamedTuple):
     """One inbound caller frame: μ-law bytes (8 bytes/ms), usually 160 bytes = 20 ms."""
 
     payload: bytes

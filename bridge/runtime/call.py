@@ -20,7 +20,8 @@ read, write, pace and supervise; every decision is the core's (:class:`CallCore`
   fast barge-in). It runs when the reader cannot: a burst, a busy socket, no session.
 * **TX writer**: paces AI audio to Twilio as the core decides, a ``mark`` now and then;
   woken through ``doorbell`` (capacity 1: when full, a ring is already pending, so another
-  is dropped; rings carry no data).
+  is dropped; rings carry no data), and not rung for audio due after the time it already
+  sleeps until (:attr:`~bridge.runtime.callio.CallIO.tx_wake_at`).
 * **Timers**: the core's timers (a held barge-in's confirmation window, the hold phrase, the
   reply and media watchdogs), woken through ``timer_bell`` (capacity 1, like the doorbell)
   when a deadline moves earlier.
@@ -104,9 +105,10 @@ async def _tx_writer(io: CallIO) -> None:
                 await leg.write(*decision.messages)
         if isinstance(decision, TxSend):
             continue
-        wake_at = decision.until if isinstance(decision, TxWait) else math.inf
-        with trio.move_on_at(wake_at):
+        io.tx_wake_at = decision.until if isinstance(decision, TxWait) else math.inf
+        with trio.move_on_at(io.tx_wake_at):
             await io.doorbell_recv.receive()
+        io.tx_wake_at = -math.inf
 
 
 async def _timers(io: CallIO) -> None:

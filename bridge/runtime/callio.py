@@ -67,6 +67,7 @@ class CallIO:
         "session_scope",
         "started_at",
         "timer_at",
+        "tx_wake_at",
         "timer_bell_recv",
         "timer_bell_send",
         "twilio",
@@ -100,6 +101,11 @@ class CallIO:
         self.doorbell_send, self.doorbell_recv = trio.open_memory_channel[None](1)
         self.timer_bell_send, self.timer_bell_recv = trio.open_memory_channel[None](1)
         self.timer_at = math.inf
+        self.tx_wake_at = -math.inf
+        """The time the TX writer sleeps until; ``-inf`` while it is not asleep. A task that
+        leaves audio for later rings the doorbell only if it is due before that: the writer
+        polls when it wakes anyway, and a ring it does not need is a task wake-up per
+        delta."""
         """The deadline the timers task sleeps until."""
         notes_send, self.notes_recv = trio.open_memory_channel[NoteRequest](NOTES_CHANNEL_SIZE)
         self.handle = CallHandle(self.core, notes_send, now)
@@ -274,7 +280,7 @@ async def _send_due_audio(io: CallIO) -> None:
             await leg.write(*frames)
     finally:
         leg.lock.release()
-    if isinstance(decision, TxWait):
+    if isinstance(decision, TxWait) and decision.until < io.tx_wake_at:
         io.ring_doorbell()
 
 

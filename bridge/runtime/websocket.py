@@ -88,7 +88,9 @@ class WebSocket:
         "_reading",
         "_scanning",
         "_send_lock",
+        "_socket",
         "_stream",
+        "_tcp_socket",
         "close_code",
         "close_reason",
         "last_received_at",
@@ -104,6 +106,12 @@ class WebSocket:
         """``proto`` is open (its handshake done) and has been given no byte after its
         handshake; ``received``: bytes already read from ``stream`` after the handshake."""
         self._stream = stream
+        # Found once: isinstance against Trio's stream classes costs more than the send
+        # itself on the per-frame path (send_fd is asked for every caller frame).
+        self._socket = _socket_under(stream, through_tls=True)
+        """The socket under the stream, TLS or not (``None``: no socket under it)."""
+        self._tcp_socket = _socket_under(stream, through_tls=False)
+        """The socket, for a plain TCP stream only: then we read and write it directly."""
         self._proto = proto
         self._send_lock = trio.StrictFIFOLock()
         self._pending: deque[str | bytes] = deque()
@@ -153,7 +161,7 @@ class WebSocket:
         update) have to read before it can write: then the write waits like any other."""
         if self._send_lock.locked() or self._proto.state is not State.OPEN:
             return None
-        return _socket_fd(self._stream)
+        return _open_fd(self._socket)
 
     @property
     def _finished(self) -> bool:
@@ -362,7 +370,7 @@ class WebSocket:
     def _fd(self) -> int | None:
         """The socket's descriptor, for a plain TCP stream that is still open (read at each
         use: a closed socket reports -1, never a number reused since)."""
-        return _socket_fd(self._stream, through_tls=False)
+        return _open_fd(self._tcp_socket)
 
     async def _read(self) -> bytes:
         """Up to :data:`RECEIVE_BYTES` bytes; ``b""`` at the end of the stream.
@@ -458,12 +466,17 @@ class WritableCheck:
         return writable == len(fds)
 
 
-def _socket_fd(stream: trio.abc.Stream, *, through_tls: bool = True) -> int | None:
-    """The descriptor of the open socket under ``stream`` (or under its TLS, unless
-    ``through_tls`` is false), if there is one."""
+def _socket_under(stream: trio.abc.Stream, *, through_tls: bool) -> trio.socket.SocketType | None:
+    """The socket under ``stream`` (or under its TLS, if ``through_tls``), if there is one."""
     if through_tls and isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
-    if not isinstance(stream, trio.SocketStream):
+    return stream.socket if isinstance(stream, trio.SocketStream) else None
+
+
+def _open_fd(sock: trio.socket.SocketType | None) -> int | None:
+    """The descriptor of ``sock`` while it is open (read at each use: a closed socket
+    reports -1, never a number reused since)."""
+    if sock is None:
         return None
-    fd = stream.socket.fileno()
+    fd = sock.fileno()
     return fd if fd >= 0 else None
