@@ -51,22 +51,24 @@ def test_outbound_energy_lands_in_the_right_bins(play_start_ms: float) -> None:
     assert guard.out_last_bin == math.floor((play_start_ms + 200 - 0.125) / 10)
 
 
-def test_no_bound_without_outbound_audio_in_reach() -> None:
+def test_no_echo_without_outbound_audio_in_reach() -> None:
     guard = EchoGuard()
     quiet = np.zeros(2)
-    assert guard.observe(1000.0, quiet) is None
+    assert not guard.record(1000.0, quiet)
     guard.note_outbound(b"\x80" * 160, 1000.0)
-    assert guard.observe(980.0, quiet) is None  # plays after the frame
-    assert guard.observe(1000.0, quiet) is not None
-    assert guard.observe(1420.0, quiet) is None  # more than 400 ms later
+    assert not guard.record(980.0, quiet)  # plays after the frame
+    assert guard.record(1000.0, quiet)
+    assert guard.bound(1000.0, 2)[0] > 0.0
+    assert not guard.record(1420.0, quiet)  # more than 400 ms later
+    assert guard.bound(1420.0, 2) == [0.0, 0.0]
 
 
 def test_before_an_estimate_the_bound_is_the_prior_at_the_worst_delay() -> None:
     guard = EchoGuard()
     loud = mulaw.encode_float(np.full(160, 0.1))
     guard.note_outbound(loud, 1000.0)
-    bound = guard.observe(1300.0, np.zeros(2))
-    assert bound is not None
+    assert guard.record(1300.0, np.zeros(2))
+    bound = guard.bound(1300.0, 2)
     prior = 10 ** ((guard.margin_db - guard.prior_erl_db) / 10)
     assert bound == pytest.approx([prior * level.frame_power(loud)] * 2)
     assert not guard.estimated
@@ -78,7 +80,7 @@ def test_cleared_playback_produces_no_echo_bound_after_it() -> None:
     guard.note_cleared(1200.0)
     assert guard.out_last_bin == 119
     assert guard.outbound.read(120, 80).sum() == 0.0
-    assert guard.observe(1700.0, np.zeros(2)) is None
+    assert not guard.record(1700.0, np.zeros(2))
 
 
 def _echo_line(delay_ms: int, attenuation_db: float, seconds: int = 6) -> tuple[bytes, bytes]:
@@ -99,7 +101,7 @@ def test_the_estimate_finds_the_echo_delay_and_bounds_its_gain(
     for start in range(0, len(inbound), 160):
         t_ms = start / 8
         guard.note_outbound(outbound[start : start + 160], t_ms)
-        guard.observe(t_ms, level.block_powers(inbound[start : start + 160]))
+        guard.record(t_ms, level.block_powers(inbound[start : start + 160]))
     assert guard.estimated
     gains_db = 10 * np.log10(guard.bound_gains[::-1]) - guard.margin_db
     assert abs(int(np.argmax(gains_db)) * 10 - delay_ms) <= 10

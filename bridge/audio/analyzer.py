@@ -235,7 +235,9 @@ class FrameResult(NamedTuple):
     echo_explained: bool
     """The frame has candidates, but none survive subtracting the echo bound."""
     residual_dbfs: float
-    """Mean power left after subtracting the echo bound, dBFS (the level if no echo)."""
+    """Mean power left after subtracting the echo bound, dBFS: the level if no echo is
+    possible, and also for a frame too quiet for the residual to matter (no candidate
+    block, under ``voiced_margin_db``), whose bound is not computed."""
     tone: bool
     """The frame was recognised as a DTMF dual tone, so it holds no candidate. Tested only
     where it could change a decision (a loud block or a voiced start while voice or onset
@@ -350,31 +352,34 @@ class InboundAnalyzer:
         else:
             history = self.history = payload[-VOICING_SPAN:]
         self.next_t_ms = t_ms + total_ms
-        powers = level.block_powers(payload)
-        block_list: list[float] = powers.tolist()
+        block_list = level.block_powers(payload)
         durations = level.block_durations_ms(len(payload))
         gains = self.gains
         floor_power = level.dbfs_to_power(self.floor.floor_dbfs)
         threshold = max(floor_power * gains.candidate, gains.min_voice)
         frame_power = sum(map(operator.mul, block_list, durations)) / total_ms
         loudest = max(block_list)
-        bound = None if self.echo is None else self.echo.observe(t_ms, powers)
-        if bound is None:
-            residuals = block_list
-            residual_power = frame_power
-        else:
-            residuals = list(map(operator.sub, block_list, bound))
-            residual_energy = 0.0
-            for residual, duration in zip(residuals, durations, strict=True):
-                if residual > 0.0:
-                    residual_energy += residual * duration
-            residual_power = residual_energy / total_ms
+        needed = max(floor_power * gains.voiced, gains.min_voice)
+        echo_possible = False
+        residuals, residual_power = block_list, frame_power
+        if self.echo is not None and self.echo.record(t_ms, block_list):
+            echo_possible = True
+            # The residual decides only for a frame with a candidate block or one loud
+            # enough for a voiced start; for the rest (most frames while the AI talks and
+            # the caller listens) the bound is not computed.
+            if loudest >= threshold or (settings.voiced_onset and frame_power >= needed):
+                bound = self.echo.bound(t_ms, len(block_list))
+                residuals = list(map(operator.sub, block_list, bound))
+                residual_energy = 0.0
+                for residual, duration in zip(residuals, durations, strict=True):
+                    if residual > 0.0:
+                        residual_energy += residual * duration
+                residual_power = residual_energy / total_ms
         voice_run, near_run = self.voice, self.near
         voiced_voice = voiced_near = False
         if settings.voiced_onset:
-            needed = max(floor_power * gains.voiced, gains.min_voice)
             if frame_power < needed:
-                if bound is None and not voice_run.active and t_ms >= self.next_background_ms:
+                if not echo_possible and not voice_run.active and t_ms >= self.next_background_ms:
                     # A quiet frame with no voice and no echo: the line's background.
                     self.next_background_ms = t_ms + _BACKGROUND_EVERY_MS
                     self.voicing_floor.update(voicing(mulaw.decode_float(history)).correlation)

@@ -8,7 +8,7 @@ or the fast barge-in path would interrupt the AI with its own voice.
 **Model.** Both directions are kept as power envelopes on the caller's time axis (Twilio
 media timestamps, ms), in 10 ms bins: the outbound envelope from
 :meth:`EchoGuard.note_outbound` (what is played, and when it starts playing), the inbound
-one from :meth:`EchoGuard.observe`. Echo power at time ``t`` is bounded by
+one from :meth:`EchoGuard.record`. Echo power at time ``t`` is bounded by
 ``max over lags d in 0..max_delay_ms of g[d] · out(t - d)``, with one gain ``g[d]`` per
 10 ms lag. A max over per-lag gains needs no single delay estimate, and it covers
 reverberant echo paths that spread over several lags.
@@ -142,7 +142,9 @@ class Envelope:
             self.power[slot : slot + head] = value[:head]
             self.power[: n_bins - head] = value[head:n_bins]
 
-    def put(self, first_bin: int, values: Float64Array, *, accumulate: bool) -> None:
+    def put(
+        self, first_bin: int, values: Float64Array | list[float], *, accumulate: bool
+    ) -> None:
         """Store ``values`` at bins ``first_bin...``; add to what is there if ``accumulate``."""
         n_bins = len(values)
         slot = first_bin & _RING_MASK
@@ -160,10 +162,10 @@ class Envelope:
         start, count = self._clip(first_bin, n_bins)
         if count == 0:
             return
-        values = values[start - first_bin : start - first_bin + count]
+        clipped = np.asarray(values[start - first_bin : start - first_bin + count])
         if accumulate:
-            values = values + self.read(start, count)
-        self._assign(start, count, values)
+            clipped = clipped + self.read(start, count)
+        self._assign(start, count, clipped)
 
     def reset(self, first_bin: int, last_bin: int) -> None:
         """Set bins ``first_bin..last_bin`` (inclusive) back to ``fill``."""
@@ -195,7 +197,7 @@ class EchoGuard:
 
     Call :meth:`note_outbound` for every μ-law frame played to the caller and
     :meth:`note_cleared` when playback is cut; pass every inbound frame to
-    :meth:`observe`, which returns the echo bound to judge it by. All times are on the
+    :meth:`record`, then ask :meth:`bound` for the echo bound to judge it by. All times are on the
     caller's axis (ms).
     """
 
@@ -262,12 +264,10 @@ class EchoGuard:
             return
         start_sample = round(play_start_ms * mulaw.BYTES_PER_MS)
         first_bin, offset = divmod(start_sample, _BIN_SAMPLES)
-        if offset == 0 and len(payload) % _BIN_SAMPLES == 0:
-            powers = level.block_powers(payload)
-        else:
-            starts = _bin_starts(offset, len(payload))
-            energy = np.add.reduceat(level.sample_powers(payload), starts)
-            powers = energy / _BIN_SAMPLES
+        # numpy here, unlike the inbound side: TX messages are up to 100 ms (800 bytes),
+        # ten a second, where a per-byte Python loop would cost more than numpy's calls.
+        starts = _bin_starts(offset, len(payload))
+        powers = np.add.reduceat(level.sample_powers(payload), starts) / _BIN_SAMPLES
         last_bin = first_bin + len(powers) - 1
         if last_bin >= self.outbound.low + _RING_BINS - _RETIRE_BATCH_BINS:
             # The ring has not moved since the line went quiet; catch up before writing.
@@ -287,22 +287,23 @@ class EchoGuard:
         self.outbound.reset(first_silent, self.out_last_bin)
         self.out_last_bin = min(self.out_last_bin, first_silent - 1)
 
-    def observe(self, t_ms: float, block_powers: Float64Array) -> list[float] | None:
-        """Take an inbound frame starting at ``t_ms`` (its 10 ms block powers) and return
-        an upper bound of the echo power in each of its blocks.
+    def record(self, t_ms: float, block_powers: list[float]) -> bool:
+        """Take an inbound frame starting at ``t_ms`` (its 10 ms block powers); return
+        whether our outbound audio can have put echo on it (then :meth:`bound` says how
+        much).
 
-        Returns ``None``, and records nothing, when no outbound audio lies within
+        Returns False, and records nothing, when no outbound audio lies within
         ``max_delay_ms`` before the frame: no echo is possible, and the estimate only
         pairs inbound bins with outbound audio in that range. This is the cheap common
         case. Otherwise the frame joins the inbound envelope, and the estimate is
-        refreshed when one is due, before the bound is computed.
+        refreshed when one is due.
         """
         first = time_to_bin(t_ms)
         self.now_bin = first
         n_blocks = len(block_powers)
         lags = self.n_lags
         if not self._outbound_within(first - lags + 1, first + n_blocks - 1):
-            return None
+            return False
         self._retire_old_bins()
         self.inbound.put(first, block_powers, accumulate=False)
         end = first + n_blocks
@@ -314,12 +315,20 @@ class EchoGuard:
             window = self.window_ms // BIN_MS
             if self._outbound_within(end - window, end - lags):
                 self._estimate(end, window)
-        envelope = self.outbound.read(first - lags + 1, lags - 1 + n_blocks)
+        return True
+
+    def bound(self, t_ms: float, n_blocks: int) -> list[float]:
+        """Upper bound of the echo power in each of the ``n_blocks`` 10 ms blocks of the
+        frame starting at ``t_ms``, from the estimate as it stands (zeros where no
+        outbound audio lies within ``max_delay_ms`` before a block). Costs a ring read and
+        a (blocks × 42) product and max: asked only where the answer can change a
+        decision."""
+        lags = self.n_lags
+        envelope = self.outbound.read(time_to_bin(t_ms) - lags + 1, lags - 1 + n_blocks)
         band = self.bands.get(n_blocks)
         if band is None:
             band = self.bands[n_blocks] = _banded(self.bound_gains, n_blocks)
-        # ufuncs straight, with no temporaries: ndarray.max goes through a Python wrapper,
-        # and this runs on every frame while the AI plays.
+        # ufuncs straight, with no temporaries: ndarray.max goes through a Python wrapper.
         scratch = np.multiply(envelope, band, out=self._scratch(band.shape))
         bound: list[float] = np.maximum.reduce(scratch, axis=1).tolist()
         return bound

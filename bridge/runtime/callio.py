@@ -67,10 +67,10 @@ class CallIO:
         "session_scope",
         "started_at",
         "timer_at",
-        "tx_wake_at",
         "timer_bell_recv",
         "timer_bell_send",
         "twilio",
+        "tx_wake_at",
         "upstream",
     )
 
