@@ -142,9 +142,7 @@ class Envelope:
             self.power[slot : slot + head] = value[:head]
             self.power[: n_bins - head] = value[head:n_bins]
 
-    def put(
-        self, first_bin: int, values: Float64Array | list[float], *, accumulate: bool
-    ) -> None:
+    def put(self, first_bin: int, values: Float64Array | list[float], *, accumulate: bool) -> None:
         """Store ``values`` at bins ``first_bin...``; add to what is there if ``accumulate``."""
         n_bins = len(values)
         slot = first_bin & _RING_MASK

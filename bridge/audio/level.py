@@ -95,8 +95,7 @@ def block_powers(payload: bytes) -> list[float]:
         raise ValueError("block_powers needs at least one byte")
     power_of = _POWER_LIST.__getitem__
     return [
-        math.fsum(map(power_of, payload[start : start + BLOCK_BYTES]))
-        / min(BLOCK_BYTES, n - start)
+        math.fsum(map(power_of, payload[start : start + BLOCK_BYTES])) / min(BLOCK_BYTES, n - start)
         for start in range(0, n, BLOCK_BYTES)
     ]
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import trio
 from loguru import logger
 
@@ -441,7 +442,7 @@ class SimUpstream:
         for event in events:
             # Stamped once serialised, as it is written: the records time the wire, not
             # this process's JSON encoding.
-            text = json.dumps(event)
+            text = orjson.dumps(event).decode()
             t = clock()
             sim.sent.append((t, event))
             sim.frames_sent.append(text)

@@ -196,8 +196,8 @@ class EnergyVad:
             return out
         frames = buf[: full * win].astype(np.float64).reshape(full, win)
         levels = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-        for level in levels:
-            event = self._window(bool(level >= self.threshold_dbfs))
+        for speech in (levels >= self.threshold_dbfs).tolist():
+            event = self._window(speech)
             if event is not None:
                 out.append(event)
         return out

@@ -20,13 +20,14 @@ setting (:class:`SessionSettings`).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import bisect
-import json
 import random
 from collections import deque
 from typing import Final
+
+import orjson
+import pybase64
 
 from bridge.sim.upstream_audio import (
     EnergyVad,
@@ -119,7 +120,7 @@ def warm_reply_audio(settings: SessionSettings, responses: int, fmt: str = "audi
 def decode_frame(data: str | bytes) -> JsonObj | None:
     """A client frame parsed as a JSON object, or ``None`` if it is not one."""
     try:
-        value = json.loads(data)
+        value = orjson.loads(data)
     except (ValueError, UnicodeDecodeError):
         return None
     return value if isinstance(value, dict) else None
@@ -335,7 +336,7 @@ class UpstreamSession:
         if not isinstance(audio, str):
             raise invalid_type("audio", "a string", audio)
         try:
-            raw = base64.b64decode(audio, validate=True)
+            raw = pybase64.b64decode(audio, validate=True)
         except binascii.Error:
             raise ProtocolError(
                 "invalid_value", "Invalid 'audio': expected base64-encoded audio bytes.", "audio"

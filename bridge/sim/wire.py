@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import orjson
+import pybase64
+
 JsonObject = dict[str, object]
 
 WARNING_BINARY_FRAME: Final = 31950
@@ -33,8 +36,9 @@ def new_sid(prefix: str) -> str:
 
 
 def encode(message: JsonObject) -> str:
-    """Compact JSON text, as sent on the wire."""
-    return json.dumps(message, separators=(",", ":"))
+    """Compact JSON text, as sent on the wire (orjson: the load generator sends 50 of these
+    per second per call, and the stdlib encoder was a tenth of its CPU)."""
+    return orjson.dumps(message).decode()
 
 
 def connected() -> JsonObject:
@@ -75,7 +79,7 @@ def media(
             "track": "inbound",
             "chunk": str(chunk),
             "timestamp": str(timestamp_ms),
-            "payload": base64.b64encode(payload).decode("ascii"),
+            "payload": pybase64.b64encode_as_string(payload),
         },
         "streamSid": stream_sid,
     }
