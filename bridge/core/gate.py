@@ -53,6 +53,10 @@ class GateResult:
     logs: list[Log] = field(default_factory=list)
 
 
+MAX_PLAYOUT_NOTES = 64
+"""AI messages noted for the echo guard before a caller frame takes them (6.4 s of 100 ms
+messages); past it they are taken at once, so a stalled inbound stream holds no backlog."""
+
 TURN_END_MARGIN_MS = 300
 """Added to the server's ``silence_duration_ms`` for the gate's turn-end window: the server
 may place the end of speech later than the analyzer's last loud block (a soft tail, its own
@@ -67,6 +71,7 @@ class GateStage:
         "_counters",
         "_gaps",
         "_pending",
+        "_playout",
         "floor_dbfs",
         "voice",
     )
@@ -85,6 +90,9 @@ class GateStage:
         self._gaps = InboundGapFiller()
         self._pending: deque[Media] = deque()
         """Frames given to the analyzer and not yet released (at most the prefix window)."""
+        self._playout: list[tuple[bytes, float]] = []
+        """AI audio handed to Twilio and not yet given to the echo guard: (μ-law, caller-clock
+        ms it starts playing)."""
         self._caller_ms = 0.0
         self._caller_ms_at: float | None = None
         self.voice = False
@@ -108,16 +116,30 @@ class GateStage:
         return self._caller_ms + (at - self._caller_ms_at) * 1000.0
 
     def note_playout(self, payload: bytes, play_start_at: float) -> None:
-        """AI audio handed to Twilio, expected to start playing at Trio time ``play_start_at``."""
-        self._analyzer.note_outbound(payload, self.caller_ms(play_start_at))
+        """AI audio handed to Twilio, expected to start playing at Trio time ``play_start_at``.
+
+        Only its place on the caller's clock is worked out now; the echo guard takes it
+        before it judges the next caller frame (the first that can carry its echo), so its
+        numpy work is off the path from the model's first delta to Twilio."""
+        self._playout.append((payload, self.caller_ms(play_start_at)))
+        if len(self._playout) >= MAX_PLAYOUT_NOTES:
+            self._take_playout()  # no caller frame for a while: do not let them pile up
 
     def note_playout_stopped(self, at: float) -> None:
         """Twilio ``clear`` written at Trio time ``at``: our playout, and its echo, stop."""
+        self._take_playout()
         self._analyzer.note_outbound_cleared(self.caller_ms(at))
+
+    def _take_playout(self) -> None:
+        """Give the echo guard the AI audio noted since it last judged a frame, in order."""
+        for payload, play_start_ms in self._playout:
+            self._analyzer.note_outbound(payload, play_start_ms)
+        self._playout.clear()
 
     def process(self, frame: Media, *, barge_in_active: bool, now: float) -> GateResult:
         """One caller frame, taken at ``now``; caller audio missing before it (see
         :mod:`bridge.core.inboundgap`) is released first, as silence."""
+        self._take_playout()
         result = GateResult()
         gap = self._gaps.before(frame.timestamp_ms, len(frame.payload), now)
         if gap is not None:
