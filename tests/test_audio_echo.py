@@ -12,6 +12,9 @@ from bench.vad import Scenario, echo_of, run_scenario
 from bridge.audio import level, mulaw, synth
 from bridge.audio.analyzer import AnalyzerSettings
 from bridge.audio.echo import _RING_BINS, EchoGuard, Envelope
+from bridge.core.gate import GateStage
+from bridge.core.stats import CallCounters
+from bridge.core.twilio import Media
 
 SETTINGS = AnalyzerSettings()
 
@@ -132,3 +135,37 @@ def test_caller_talking_over_the_echo_triggers_the_onset() -> None:
     assert len(onsets) == 1
     # Double talk is slower than a quiet line (bench.vad: p95 up to ~180 ms at -10 dB).
     assert 3000.0 < onsets[0] <= 3200.0
+
+
+def _stage_onsets(*, note_playout: bool) -> bool:
+    """A call's gate stage hears its own AI audio come back at -10 dB (no caller speech);
+    whether the echo produced an onset."""
+    stage = GateStage(CallCounters(), gate_enabled=True, server_silence_ms=500)
+    noise = mulaw.encode_float(synth.line_noise(3000, seed=31, level_dbfs=-55.0))
+    ai = mulaw.encode_float(synth.speech_like(2000, seed=32, voice=synth.AI_VOICE))
+    echo = mulaw.encode_float(
+        echo_of(ai, 0, -10.0) + synth.line_noise(2000, seed=33, level_dbfs=-55.0)
+    )
+    onset = False
+    for k in range(150):  # 3 s of line noise first: the floor settles
+        stage.note_caller_time(k * 20, k * 0.02)
+        frame = Media(noise[k * 160 : (k + 1) * 160], k * 20)
+        onset |= stage.process(frame, barge_in_active=False, now=k * 0.02).onset
+    assert not onset
+    for i in range(0, len(ai), 160):
+        k = 150 + i // 160
+        now = k * 0.02
+        stage.note_caller_time(k * 20, now)
+        if note_playout:
+            stage.note_playout(ai[i : i + 160], now)  # plays as the frame carrying it is taken
+        onset |= stage.process(
+            Media(echo[i : i + 160], k * 20), barge_in_active=False, now=now
+        ).onset
+    return onset
+
+
+def test_playout_reaches_the_echo_guard_before_the_frame_carrying_its_echo() -> None:
+    # The stage notes playout lazily, when it judges the next caller frame: that frame
+    # must already be judged against it.
+    assert _stage_onsets(note_playout=False)  # the echo alone reads as the caller
+    assert not _stage_onsets(note_playout=True)
