@@ -235,10 +235,9 @@ class EchoGuard:
     """Number of 10 ms lags modelled, including lag 0."""
     history_bins: int = field(init=False, default=0)
     """Bins of history the estimate reads behind the latest inbound bin."""
-    bands: dict[int, Float64Array] = field(default_factory=dict)
-    """``bound_gains`` laid out per frame size (blocks per frame); rebuilt on each estimate."""
-    scratch: dict[tuple[int, ...], Float64Array] = field(default_factory=dict)
-    """Work arrays of the bound's product, per shape."""
+    bands: dict[int, tuple[Float64Array, Float64Array]] = field(default_factory=dict)
+    """Per frame size (blocks per frame): ``bound_gains`` laid out for it, and a work array
+    of the same shape for the bound's product; rebuilt on each estimate."""
 
     def __post_init__(self) -> None:
         self.n_lags = self.max_delay_ms // BIN_MS + 1
@@ -323,20 +322,16 @@ class EchoGuard:
         decision."""
         lags = self.n_lags
         envelope = self.outbound.read(time_to_bin(t_ms) - lags + 1, lags - 1 + n_blocks)
-        band = self.bands.get(n_blocks)
-        if band is None:
-            band = self.bands[n_blocks] = _banded(self.bound_gains, n_blocks)
+        laid_out = self.bands.get(n_blocks)
+        if laid_out is None:
+            band = _banded(self.bound_gains, n_blocks)
+            laid_out = self.bands[n_blocks] = (band, np.empty_like(band))
+        band, work = laid_out
         # ufuncs straight, with no temporaries: ndarray.max goes through a Python wrapper.
-        scratch = np.multiply(envelope, band, out=self._scratch(band.shape))
-        bound: list[float] = np.maximum.reduce(scratch, axis=1).tolist()
+        bound: list[float] = np.maximum.reduce(
+            np.multiply(envelope, band, out=work), axis=1
+        ).tolist()
         return bound
-
-    def _scratch(self, shape: tuple[int, ...]) -> Float64Array:
-        """A work array of ``shape``, kept per shape (one frame size in practice)."""
-        scratch = self.scratch.get(shape)
-        if scratch is None:
-            scratch = self.scratch[shape] = np.empty(shape)
-        return scratch
 
     def _outbound_within(self, first_bin: int, last_bin: int) -> bool:
         """Whether any outbound audio was noted for bins ``first_bin..last_bin``."""

@@ -54,8 +54,8 @@ MARK_INTERVAL_MS = 200
 """At most this much audio is sent between two marks, ms."""
 
 
-# A NamedTuple rather than a frozen dataclass: one is built per 20 ms frame, and a frozen
-# dataclass's generated __init__ costs about 2 µs where a NamedTuple's costs 0.3 µs.
+# NamedTuples rather than frozen dataclasses (this one and SentFrame): one of each is built
+# per message, and a frozen dataclass's __init__ costs about 2 µs, a NamedTuple's 0.3 µs.
 class OutboundFrame(NamedTuple):
     response_id: str
     item_id: str
@@ -68,8 +68,6 @@ class OutboundFrame(NamedTuple):
         return self.item_offset + len(self.payload)
 
 
-# A NamedTuple rather than a frozen dataclass: one is built per 20 ms frame, and a frozen
-# dataclass's generated __init__ costs about 2 µs where a NamedTuple's costs 0.3 µs.
 class SentFrame(NamedTuple):
     frame: OutboundFrame
     mark: MarkName | None
