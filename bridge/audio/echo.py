@@ -72,6 +72,8 @@ _RING_BINS: Final = 4096
 _RING_MASK: Final = _RING_BINS - 1
 _RETRY_MS: Final = 100
 _RETIRE_BATCH_BINS: Final = 50
+_BIN_SHARE_TABLE: Final = level.POWER_TABLE / _BIN_SAMPLES
+"""Each μ-law code's share of a 10 ms bin's mean power: a bin's power is one sum of these."""
 _MIN_ACTIVE_POWER: Final = level.dbfs_to_power(-60.0)
 """Outbound bins quieter than -60 dBFS cannot produce echo above any line's noise."""
 
@@ -264,7 +266,8 @@ class EchoGuard:
         # numpy here, unlike the inbound side: TX messages are up to 100 ms (800 bytes),
         # ten a second, where a per-byte Python loop would cost more than numpy's calls.
         starts = _bin_starts(offset, len(payload))
-        powers = np.add.reduceat(level.sample_powers(payload), starts) / _BIN_SAMPLES
+        codes = np.frombuffer(payload, dtype=np.uint8)
+        powers = np.add.reduceat(_BIN_SHARE_TABLE.take(codes), starts)
         last_bin = first_bin + len(powers) - 1
         if last_bin >= self.outbound.low + _RING_BINS - _RETIRE_BATCH_BINS:
             # The ring has not moved since the line went quiet; catch up before writing.
