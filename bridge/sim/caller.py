@@ -135,7 +135,7 @@ class SimCaller:
             else synth.line_noise(_NOISE_LOOP_MS, seed=0, level_dbfs=options.noise_dbfs)
         )
         # The noise loop's frames, encoded once: a frame without speech is one of them, and
-        # encoding each frame anew was a sixth of the load generator's CPU at 20 calls.
+        # encoding each frame anew was about 6 % of the load generator's CPU at 20 calls.
         self._noise_frames = (
             ()
             if self._noise is None

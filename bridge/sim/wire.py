@@ -37,7 +37,7 @@ def new_sid(prefix: str) -> str:
 
 def encode(message: JsonObject) -> str:
     """Compact JSON text, as sent on the wire (orjson: the load generator sends 50 of these
-    per second per call, and the stdlib encoder was a tenth of its CPU)."""
+    per second per call, and the stdlib encoder was about 4 % of its CPU)."""
     return orjson.dumps(message).decode()
 
 
