@@ -368,7 +368,7 @@ class InboundAnalyzer:
             # enough for a voiced start; for the rest (most frames while the AI talks and
             # the caller listens) the bound is not computed.
             if loudest >= threshold or (settings.voiced_onset and frame_power >= needed):
-                bound = self.echo.bound(t_ms, len(block_list))
+                bound = self.echo.bound(len(block_list))
                 residuals = list(map(operator.sub, block_list, bound))
                 residual_energy = 0.0
                 for residual, duration in zip(residuals, durations, strict=True):

@@ -317,14 +317,14 @@ class EchoGuard:
                 self._estimate(end, window)
         return True
 
-    def bound(self, t_ms: float, n_blocks: int) -> list[float]:
+    def bound(self, n_blocks: int) -> list[float]:
         """Upper bound of the echo power in each of the ``n_blocks`` 10 ms blocks of the
-        frame starting at ``t_ms``, from the estimate as it stands (zeros where no
+        frame last given to :meth:`record`, from the estimate as it stands (zeros where no
         outbound audio lies within ``max_delay_ms`` before a block). Costs a ring read and
         a (blocks × 42) product and max: asked only where the answer can change a
         decision."""
         lags = self.n_lags
-        envelope = self.outbound.read(time_to_bin(t_ms) - lags + 1, lags - 1 + n_blocks)
+        envelope = self.outbound.read(self.now_bin - lags + 1, lags - 1 + n_blocks)
         laid_out = self.bands.get(n_blocks)
         if laid_out is None:
             band = _banded(self.bound_gains, n_blocks)
