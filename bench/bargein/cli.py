@@ -26,7 +26,7 @@ from bench.bargein.plan import (
 from bench.common.bridge_process import effective_settings
 from bench.common.cli import bench_parser, call_counts, configure_bench_logging
 from bench.common.report import build_report, write_report
-from bench.common.scenario import LAYOUT, ScenarioData, run_scenario
+from bench.common.scenario import ScenarioData, layout, run_scenario
 
 
 def run_config(fast_barge_in: FastMode) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def run_config(fast_barge_in: FastMode) -> dict[str, Any]:
     return {
         "bridge": effective_settings(bridge_settings(fast_barge_in)),
         **sim_and_caller_config(),
-        **LAYOUT,
+        **layout(),
     }
 
 

@@ -23,7 +23,7 @@ import trio
 
 from bench.common.bridge_log import LogLine, read_log
 from bench.common.bridge_process import bridge_process, wait_call_ends
-from bench.common.calls import CallRun, P, make_call, monitor_lag, run_calls
+from bench.common.calls import CallRun, P, caller_stamp, make_call, monitor_lag, run_calls
 from bench.common.cpu import OTHER_PROCESSES, Pid, cpu_snapshot, cpu_usage, processes
 from bench.common.stats import stats
 from bridge.core.marks import parse_mark_name
@@ -46,11 +46,15 @@ OTHER_LOAD_WARN_PCT: Final = 10.0
 MAX_MACHINE_BUSY_SHARE: Final = 0.7
 
 
-LAYOUT: Final = {
-    "layout": "bridge: child process (bridge serve); sim upstream + callers: this process",
-    "clock": "time.monotonic (sim and callers)",
-}
-"""For the JSON report's ``config``: where each part ran and which clock the records use."""
+def layout() -> dict[str, str]:
+    """For the JSON report's ``config``: where each part ran, which clock the records use and
+    when a bridge message counts as reaching the caller (:func:`caller_stamp`)."""
+    return {
+        "layout": "bridge: child process (bridge serve); sim upstream + callers: this process",
+        "clock": "time.monotonic (sim and callers)",
+        "caller_stamp": caller_stamp(),
+    }
+
 
 SIM_PACING_FIELDS: Final = (
     "reply_ms",

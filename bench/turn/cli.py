@@ -14,7 +14,7 @@ import bench.turn
 from bench.common.bridge_process import effective_settings
 from bench.common.cli import bench_parser, call_counts, choice_list, configure_bench_logging
 from bench.common.report import build_report, write_report
-from bench.common.scenario import LAYOUT, run_scenario
+from bench.common.scenario import layout, run_scenario
 from bench.turn.analysis import (
     FIRST_REPLY_AUDIO_P95_MS,
     GATE_COST_P95_MS,
@@ -43,7 +43,7 @@ def run_config(gates: Sequence[GateMode]) -> dict[str, Any]:
     return {
         "bridge": {f"gate {g}": effective_settings(bridge_settings(g)) for g in gates},
         **sim_and_caller_config(),
-        **LAYOUT,
+        **layout(),
     }
 
 

@@ -31,7 +31,7 @@ import math
 import random
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar, cast
 
 import numpy as np
 import trio
@@ -48,6 +48,7 @@ from trio_websocket import (
 from bridge.audio import mulaw, synth, wavio
 from bridge.core.signature import compute_signature
 from bridge.sim import wire
+from bridge.sim.arrival import ArrivalStampedStream
 from bridge.sim.caller_options import CallerConnectError, CallerOptions, WsTarget, prepare_speech
 from bridge.sim.playback import TIME_EPS_S, AiTurn, ClearResult, TwilioPlayback
 from bridge.sim.report import (
@@ -102,6 +103,7 @@ class SimCaller:
 
     __slots__ = (
         "_aborted",
+        "_arrivals",
         "_call_scope",
         "_changed",
         "_clears_done",
@@ -163,6 +165,8 @@ class SimCaller:
         self._close: CloseInfo | None = None
         self._call_scope: trio.CancelScope | None = None
         self._conn_scope: trio.CancelScope | None = None
+        self._arrivals: ArrivalStampedStream | None = None
+        """The socket's kernel receive times, when ``options.stamp_arrivals``."""
         self._hangup_requested = trio.Event()
         self._aborted = False
         self._ran = False
@@ -271,10 +275,17 @@ class SimCaller:
                 # closing the stream is how abort() drops TCP without a close handshake.
                 async with trio.open_nursery() as conn:
                     self._conn_scope = conn.cancel_scope
+                    read_from = stream
+                    if self.options.stamp_arrivals and isinstance(stream, trio.SocketStream):
+                        self._arrivals = ArrivalStampedStream(stream)
+                        # trio-websocket types its stream as a socket or TLS stream, but
+                        # only reads, writes and closes it (its local/remote properties,
+                        # which look for a socket, are never read here).
+                        read_from = cast(trio.SocketStream, self._arrivals)
                     with trio.fail_after(CONNECT_TIMEOUT_S):
                         ws = await wrap_client_stream(
                             conn,
-                            stream,
+                            read_from,
                             target.host_header,
                             target.resource,
                             extra_headers=self._upgrade_headers(),
@@ -487,6 +498,8 @@ class SimCaller:
         while True:
             frame = await self._ws.get_message()
             received_at = self.options.clock()
+            if self._arrivals is not None:
+                received_at = self._arrivals.arrival(received_at)
             parsed = wire.parse_bridge_message(frame, self.options.stream_sid)
             if isinstance(parsed, wire.Violation):
                 self._recorder.violation(received_at, parsed.code, parsed.detail)

@@ -67,6 +67,11 @@ class CallerOptions:
     captured (uniform, seeded by ``jitter_seed``); the frames behind a late one bunch up."""
     jitter_seed: int = 0
     clock: Callable[[], float] = trio.current_time
+    stamp_arrivals: bool = False
+    """Time each bridge message by when it reached the caller's socket (the kernel's
+    receive time), not when the caller's task read it: what Twilio plays starts on arrival,
+    and a loaded load generator reads late. Plain ``ws://`` only (``wss://`` is stamped at
+    read); ``clock`` must tick at wall rate (a real clock, not Trio's autojump)."""
     on_media_sent: Callable[[float, int, bytes], None] | None = None
     """Told of every ``media`` frame right before it is written: (``clock`` time in s,
     its ``timestamp`` in ms, its μ-law payload). Benchmarks time the inbound path with it."""

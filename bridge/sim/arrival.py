@@ -1,0 +1,86 @@
+"""A TCP stream that knows when the kernel received what it returned.
+
+The simulated caller stands in for Twilio. Twilio starts to play a frame when the frame
+reaches its socket, not when a Python task gets round to reading it, so a benchmark that
+stamps bridge messages at read time adds its own event loop's lag to the bridge's figures.
+This stream turns on the kernel's receive timestamps (``SO_TIMESTAMPNS``) and reads with
+``recvmsg``; for TCP the kernel reports, with each read, when the newest segment it copied
+arrived (Linux ``tcp_recv_timestamp``). A message is therefore stamped no earlier than its
+last byte arrived and no later than it was read.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import trio
+
+SO_TIMESTAMPNS: Final = getattr(socket, "SO_TIMESTAMPNS", 35)
+"""Linux's value (``SO_TIMESTAMPNS_OLD``, 64-bit ``timespec``); Python's socket module does
+not name it."""
+_TIMESPEC: Final = struct.Struct("@qq")
+_ANCILLARY_BYTES: Final = socket.CMSG_SPACE(_TIMESPEC.size)
+_RECEIVE_BYTES: Final = 65536
+"""trio's own ``DEFAULT_RECEIVE_SIZE``."""
+
+
+class ArrivalStampedStream(trio.abc.Stream):
+    """``stream`` with the kernel receive time of the bytes it last returned.
+
+    Reads go straight to the socket's ``recvmsg``; writes and closing go to ``stream``.
+    Socket errors become trio's stream errors, as :class:`trio.SocketStream` raises them.
+    Raises :class:`OSError` at construction when the platform has no ``SO_TIMESTAMPNS``.
+    """
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._socket = stream.socket
+        self._socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._last_arrival_ns: int | None = None
+
+    def arrival(self, now: float) -> float:
+        """When the newest bytes read so far reached the socket, on the clock that reads
+        ``now`` at this moment (s; it must tick at wall rate). ``now`` itself before the
+        first stamped read."""
+        if self._last_arrival_ns is None:
+            return now
+        age_s = (time.time_ns() - self._last_arrival_ns) / 1e9
+        return now - max(0.0, age_s)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        size = _RECEIVE_BYTES if max_bytes is None else max_bytes
+        if size < 1:
+            raise ValueError("max_bytes must be >= 1")
+        with _stream_errors():
+            data, ancillary, _, _ = await self._socket.recvmsg(size, _ANCILLARY_BYTES)
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                self._last_arrival_ns = seconds * 1_000_000_000 + nanoseconds
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+@contextmanager
+def _stream_errors() -> Iterator[None]:
+    """Socket errors as :class:`trio.SocketStream` reports them."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            raise trio.ClosedResourceError("this socket was already closed") from None
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
