@@ -1,5 +1,5 @@
 """``BENCH_BRIDGE_BIN`` runs another build of the bridge under the same load, and says so;
-``BENCH_CALLER_STAMP`` chooses when the callers count a bridge message as heard."""
+``BENCH_RECEIVE_STAMP`` chooses when the callers and the sim count a message as received."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bench.common.bridge_process import BRIDGE_BIN_VARIABLE, bridge_command
-from bench.common.calls import CALLER_STAMP_VARIABLE, caller_stamp, make_call
+from bench.common.calls import RECEIVE_STAMP_VARIABLE, make_call, receive_stamp
 from bench.common.report import provenance
-from bench.common.scenario import layout
+from bench.common.scenario import bench_sim_options, layout
 from bench.turn.plan import TurnPlan
 
 
@@ -35,19 +35,20 @@ def test_without_it_the_bench_runs_this_environments_bridge(
 
 
 @pytest.mark.parametrize(("chosen", "arrivals"), [(None, True), ("arrival", True), ("read", False)])
-def test_the_callers_stamp_is_chosen_by_variable_and_recorded(
+def test_the_receive_stamp_is_chosen_by_variable_and_recorded(
     monkeypatch: pytest.MonkeyPatch, chosen: str | None, arrivals: bool
 ) -> None:
     if chosen is None:
-        monkeypatch.delenv(CALLER_STAMP_VARIABLE, raising=False)
+        monkeypatch.delenv(RECEIVE_STAMP_VARIABLE, raising=False)
     else:
-        monkeypatch.setenv(CALLER_STAMP_VARIABLE, chosen)
+        monkeypatch.setenv(RECEIVE_STAMP_VARIABLE, chosen)
     run = make_call(TurnPlan(call_sid="CA1", turns=1), "ws://127.0.0.1:9/media", 0)
     assert run.caller.options.stamp_arrivals is arrivals
-    assert layout()["caller_stamp"] == ("arrival" if arrivals else "read")
+    assert bench_sim_options().stamp_arrivals is arrivals
+    assert layout()["receive_stamp"] == ("arrival" if arrivals else "read")
 
 
 def test_an_unknown_stamp_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(CALLER_STAMP_VARIABLE, "kernel")
-    with pytest.raises(ValueError, match=CALLER_STAMP_VARIABLE):
-        caller_stamp()
+    monkeypatch.setenv(RECEIVE_STAMP_VARIABLE, "kernel")
+    with pytest.raises(ValueError, match=RECEIVE_STAMP_VARIABLE):
+        receive_stamp()

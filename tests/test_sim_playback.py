@@ -90,7 +90,37 @@ def test_time_must_not_go_backwards() -> None:
     pb = TwilioPlayback()
     pb.advance(2.0)
     with pytest.raises(ValueError, match="backwards"):
-        pb.push_media(_audio(20), 1.0)
+        pb.advance(1.0)
+
+
+def test_audio_read_late_plays_from_its_arrival_and_the_clock_stays() -> None:
+    pb = TwilioPlayback()
+    pb.push_media(_audio(20), 0.0)
+    pb.advance(0.030)  # the next frame arrived at 0.020, but was read after this tick
+    pb.push_media(_audio(20), 0.020)
+    assert [s.start for s in pb.segments()] == pytest.approx([0.0, 0.020])
+    assert pb.now == pytest.approx(0.030)
+    pb.push_mark("g0:m1:item_A", 0.021)
+    pb.advance(0.050)
+    assert pb.underruns == ()  # no gap where the audio was in Twilio's buffer all along
+    pb.advance(1.0)
+    (turn,) = pb.turns
+    assert turn.start == pytest.approx(0.0)
+    late = TwilioPlayback()
+    late.advance(5.0)
+    late.push_media(_audio(20), 4.9)  # a reply's first frame, read 100 ms late
+    assert late.turns[0].start == pytest.approx(4.9)
+
+
+def test_marks_and_clears_read_late_take_the_playback_clock() -> None:
+    pb = TwilioPlayback()
+    pb.push_media(_audio(100), 0.0)
+    pb.advance(0.060)
+    result = pb.clear(0.040)  # arrived at 40 ms, read at 60 ms: 60 ms were heard
+    assert result.at == pytest.approx(0.060)
+    assert result.discarded_bytes == 40 * 8
+    assert pb.push_mark("g0:m2:item_B", 0.050) == ["g0:m2:item_B"]
+    assert pb.now == pytest.approx(0.060)
 
 
 def test_audio_is_attributed_to_the_item_named_by_the_next_mark() -> None:

@@ -21,12 +21,12 @@ from bridge.sim.caller import CallerConnectError, CallerOptions, SimCaller
 from bridge.sim.report import CallerReport
 from bridge.sim.script import CallerScript
 
-CALLER_STAMP_VARIABLE: Final = "BENCH_CALLER_STAMP"
-"""``arrival`` (the default): the callers time each bridge message by when it reached their
-socket (the kernel's receive time), as Twilio would start to play it; ``read``: when the
-caller's task read it, which adds this process's loop lag to every figure (the benches'
-definition before 2026-12-03)."""
-CALLER_STAMPS: Final = ("arrival", "read")
+RECEIVE_STAMP_VARIABLE: Final = "BENCH_RECEIVE_STAMP"
+"""``arrival`` (the default): the callers time each bridge message, and the sim each message
+from the bridge, by when it reached their socket (the kernel's receive time), as Twilio would
+start to play it and the service take it in; ``read``: when the task read it, which adds this
+process's loop lag to every figure (the benches' definition before 2026-12-03)."""
+RECEIVE_STAMPS: Final = ("arrival", "read")
 
 HANGUP_GRACE_S: Final = 5.0
 """After the scenario deadline hangs up the stragglers, how long before they are cancelled."""
@@ -60,18 +60,18 @@ class CallRun(Generic[P]):
     error: str | None = None
 
 
-def caller_stamp() -> str:
-    """What :data:`CALLER_STAMP_VARIABLE` chooses; raises :class:`ValueError` for anything
-    but :data:`CALLER_STAMPS`."""
-    chosen = os.environ.get(CALLER_STAMP_VARIABLE) or CALLER_STAMPS[0]
-    if chosen not in CALLER_STAMPS:
-        raise ValueError(f"{CALLER_STAMP_VARIABLE} must be one of {CALLER_STAMPS}: {chosen!r}")
+def receive_stamp() -> str:
+    """What :data:`RECEIVE_STAMP_VARIABLE` chooses; raises :class:`ValueError` for anything
+    but :data:`RECEIVE_STAMPS`."""
+    chosen = os.environ.get(RECEIVE_STAMP_VARIABLE) or RECEIVE_STAMPS[0]
+    if chosen not in RECEIVE_STAMPS:
+        raise ValueError(f"{RECEIVE_STAMP_VARIABLE} must be one of {RECEIVE_STAMPS}: {chosen!r}")
     return chosen
 
 
 def make_call(plan: P, media_url: str, index: int) -> CallRun[P]:
     """A caller for ``plan``: real-time media on ``time.monotonic``, every frame logged,
-    bridge messages stamped as :func:`caller_stamp` says."""
+    bridge messages stamped as :func:`receive_stamp` says."""
     sent = SentMedia()
     caller = SimCaller(
         CallerOptions(
@@ -80,7 +80,7 @@ def make_call(plan: P, media_url: str, index: int) -> CallRun[P]:
             call_sid=plan.call_sid,
             max_duration_s=plan.max_duration_s,
             clock=time.monotonic,
-            stamp_arrivals=caller_stamp() == "arrival",
+            stamp_arrivals=receive_stamp() == "arrival",
             on_media_sent=sent.record,
         )
     )

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Generic
 
 import trio
+from loguru import logger
 
 from bench.common.bridge_log import LogLine, read_log
 from bench.common.bridge_process import bridge_process, wait_call_ends
-from bench.common.calls import CallRun, P, caller_stamp, make_call, monitor_lag, run_calls
+from bench.common.calls import CallRun, P, make_call, monitor_lag, receive_stamp, run_calls
 from bench.common.cpu import OTHER_PROCESSES, Pid, cpu_snapshot, cpu_usage, processes
 from bench.common.stats import stats
 from bridge.core.marks import parse_mark_name
+from bridge.sim.arrival import kernel_stamping
 from bridge.sim.upstream import SimSession, SimUpstream, SimUpstreamOptions
 from bridge.sim.upstream_session import warm_reply_audio
 
@@ -48,11 +51,11 @@ MAX_MACHINE_BUSY_SHARE: Final = 0.7
 
 def layout() -> dict[str, str]:
     """For the JSON report's ``config``: where each part ran, which clock the records use and
-    when a bridge message counts as reaching the caller (:func:`caller_stamp`)."""
+    when a message counts as received by the callers and the sim (:func:`receive_stamp`)."""
     return {
         "layout": "bridge: child process (bridge serve); sim upstream + callers: this process",
         "clock": "time.monotonic (sim and callers)",
-        "caller_stamp": caller_stamp(),
+        "receive_stamp": receive_stamp(),
     }
 
 
@@ -68,8 +71,15 @@ SIM_PACING_FIELDS: Final = (
 
 def bench_sim_options(**pacing: Any) -> SimUpstreamOptions:
     """The simulated upstream of a bench: loopback, any free port, on ``time.monotonic``
-    (the callers' clock), with the bench's ``pacing`` (:class:`SimUpstreamOptions` fields)."""
-    return SimUpstreamOptions(host="127.0.0.1", port=0, clock=time.monotonic, **pacing)
+    (the callers' clock), receipts stamped as :func:`receive_stamp` says, with the bench's
+    ``pacing`` (:class:`SimUpstreamOptions` fields)."""
+    return SimUpstreamOptions(
+        host="127.0.0.1",
+        port=0,
+        clock=time.monotonic,
+        stamp_arrivals=receive_stamp() == "arrival",
+        **pacing,
+    )
 
 
 def sim_config(options: SimUpstreamOptions) -> dict[str, Any]:
@@ -114,24 +124,29 @@ async def run_scenario(
     warm_reply_audio(sim_options.session_settings(), WARM_RESPONSES)
     log_path = out_dir / log_name
     wall_minus_mono = time.time() - time.monotonic()
-    async with trio.open_nursery() as nursery:
-        sim_url: str = await nursery.start(sim.serve)
-        async with bridge_process(sim_url, log_path, settings) as bridge:
-            runs = [make_call(plan, bridge.media_url, i) for i, plan in enumerate(plans)]
-            pids: dict[str, Pid] = {BRIDGE: bridge.pid, BENCH: "self"}
-            lag: list[float] = []
-            monitor = trio.CancelScope()
-            nursery.start_soon(monitor_lag, lag, monitor)
-            before = cpu_snapshot(pids)
-            await run_calls(runs, sequential=sequential)
-            monitor.cancel()
-            ended = await wait_call_ends(log_path, {p.call_sid for p in plans}, CALL_END_TIMEOUT_S)
-            # A session's records are complete once its socket has closed.
-            with trio.move_on_after(SESSION_CLOSE_TIMEOUT_S):
-                for session in sim.sessions:
-                    await session.closed.wait()
-            after = cpu_snapshot(pids)
-        nursery.cancel_scope.cancel()
+    with ExitStack() as stamping:
+        if sim_options.stamp_arrivals and not stamping.enter_context(kernel_stamping()):
+            logger.warning("the kernel stamps no received packet: messages are timed at read")
+        async with trio.open_nursery() as nursery:
+            sim_url: str = await nursery.start(sim.serve)
+            async with bridge_process(sim_url, log_path, settings) as bridge:
+                runs = [make_call(plan, bridge.media_url, i) for i, plan in enumerate(plans)]
+                pids: dict[str, Pid] = {BRIDGE: bridge.pid, BENCH: "self"}
+                lag: list[float] = []
+                monitor = trio.CancelScope()
+                nursery.start_soon(monitor_lag, lag, monitor)
+                before = cpu_snapshot(pids)
+                await run_calls(runs, sequential=sequential)
+                monitor.cancel()
+                ended = await wait_call_ends(
+                    log_path, {p.call_sid for p in plans}, CALL_END_TIMEOUT_S
+                )
+                # A session's records are complete once its socket has closed.
+                with trio.move_on_after(SESSION_CLOSE_TIMEOUT_S):
+                    for session in sim.sessions:
+                        await session.closed.wait()
+                after = cpu_snapshot(pids)
+            nursery.cancel_scope.cancel()
     return ScenarioData(
         name=name,
         settings=dict(settings),

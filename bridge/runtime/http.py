@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -98,6 +98,10 @@ class HttpResponse:
     headers: Headers = ()
 
 
+WebSocketStream = Callable[[trio.SocketStream], trio.abc.Stream]
+"""Wraps the connection of an accepted WebSocket upgrade (see :func:`serve_http`)."""
+
+
 class HttpApp(Protocol):
     async def http(self, request: HttpRequest) -> HttpResponse:
         """Answer one plain HTTP request."""
@@ -115,9 +119,14 @@ async def serve_http(
     port: int,
     limits: HttpLimits,
     *,
+    websocket_stream: WebSocketStream | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on ``host:port`` (0: any free port) until cancelled; reports the bound address.
+
+    ``websocket_stream`` wraps the connection of each accepted upgrade before its
+    :class:`WebSocket` is built (the simulated upstream stamps kernel arrival times so);
+    without it the WebSocket reads and writes the socket itself.
 
     Raises:
         OSError: the port cannot be bound (in use, not an address of this machine, ...).
@@ -128,7 +137,9 @@ async def serve_http(
         task_status.started((host, int(bound[1])))
         turns = trio.CapacityLimiter(limits.busy_connections)
         await trio.serve_listeners(
-            partial(_serve_connection, app, limits, turns), listeners, handler_nursery=connections
+            partial(_serve_connection, app, limits, turns, websocket_stream),
+            listeners,
+            handler_nursery=connections,
         )
 
 
@@ -184,7 +195,11 @@ class _HttpStream:
 
 
 async def _serve_connection(
-    app: HttpApp, limits: HttpLimits, turns: trio.CapacityLimiter, socket: trio.SocketStream
+    app: HttpApp,
+    limits: HttpLimits,
+    turns: trio.CapacityLimiter,
+    websocket_stream: WebSocketStream | None,
+    socket: trio.SocketStream,
 ) -> None:
     stream = _HttpStream(socket, turns)
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
@@ -215,7 +230,7 @@ async def _serve_connection(
                 return
             if _is_websocket_upgrade(request):
                 upgraded = True
-                await _upgrade(app, limits, stream, conn, request)
+                await _upgrade(app, limits, stream, conn, request, websocket_stream)
                 return
             await _respond(stream, conn, await app.http(request), head_only=head_only)
             if conn.our_state is h11.MUST_CLOSE:
@@ -326,6 +341,7 @@ async def _upgrade(
     stream: _HttpStream,
     conn: h11.Connection,
     request: HttpRequest,
+    websocket_stream: WebSocketStream | None,
 ) -> None:
     refusal = await app.refuse_websocket(request)
     if refusal is not None:
@@ -341,7 +357,9 @@ async def _upgrade(
     received, _closed = conn.trailing_data
     stream.give_back()  # from here on this is a call: its reader reads the socket itself
     ws = WebSocket(
-        stream.socket, server_protocol(limits.max_ws_message_bytes), received=bytes(received)
+        stream.socket if websocket_stream is None else websocket_stream(stream.socket),
+        server_protocol(limits.max_ws_message_bytes),
+        received=bytes(received),
     )
     try:
         await app.websocket(request, ws)

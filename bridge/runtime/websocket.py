@@ -172,6 +172,11 @@ class WebSocket:
 
     # -- receiving ------------------------------------------------------------------------
 
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The stream this connection reads and writes."""
+        return self._stream
+
     async def receive(self) -> str | bytes | None:
         """The next message, or ``None`` once the connection is closed (see
         :attr:`close_code`). Pings are answered and the peer's close is replied to here."""

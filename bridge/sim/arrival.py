@@ -7,6 +7,11 @@ This stream turns on the kernel's receive timestamps (``SO_TIMESTAMPNS``) and re
 ``recvmsg``; for TCP the kernel reports, with each read, when the newest segment it copied
 arrived (Linux ``tcp_recv_timestamp``). A message is therefore stamped no earlier than its
 last byte arrived and no later than it was read.
+
+Linux stamps arriving packets only while some socket on the machine asks for stamps, and
+starts a moment (up to milliseconds) after the first one asks; a packet that came in
+unstamped is stamped when it is read. :func:`kernel_stamping` keeps stamping on across a
+run, so the first messages of each connection are stamped too.
 """
 
 from __future__ import annotations
@@ -84,3 +89,37 @@ def _stream_errors() -> Iterator[None]:
         if exc.errno == errno.EBADF:
             raise trio.ClosedResourceError("this socket was already closed") from None
         raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+
+
+STAMPING_TIMEOUT_S: Final = 1.0
+_PROBE_GAP_S: Final = 0.002
+"""How long a probe datagram waits before it is read: a stamp this much older than the
+read is the kernel's, not the read's."""
+
+
+@contextmanager
+def kernel_stamping() -> Iterator[bool]:
+    """Keep the kernel's receive stamping on while inside; yields whether it was seen to
+    work within :data:`STAMPING_TIMEOUT_S` (a blocking wait of a few ms at most, normally).
+
+    It holds a loopback UDP socket that asks for stamps, and probes it with datagrams
+    until one is stamped before it was read. Raises :class:`OSError` if loopback UDP is
+    unavailable.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        held.bind(("127.0.0.1", 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as prober:
+            give_up = time.monotonic() + STAMPING_TIMEOUT_S
+            working = False
+            while not working and time.monotonic() < give_up:
+                prober.sendto(b"?", held.getsockname())
+                time.sleep(_PROBE_GAP_S)
+                _, ancillary, _, _ = held.recvmsg(1, _ANCILLARY_BYTES)
+                read_ns = time.time_ns()
+                for level, kind, payload in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                        age_ns = read_ns - (seconds * 1_000_000_000 + nanoseconds)
+                        working = age_ns >= _PROBE_GAP_S * 0.75 * 1e9
+        yield working

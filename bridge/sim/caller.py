@@ -510,14 +510,14 @@ class SimCaller:
         """Feed one bridge message, received at ``now`` (the options' clock), to the
         playback model and send the echoes it yields.
 
-        The message is stamped when it is read, not once the wire lock is ours: taking the
-        lock yields to the scheduler, and what Twilio would play does not wait for this
-        caller's echo sends. If playback was advanced past ``now`` while this waited for
-        the lock, the message is taken at playback's time instead (its clock never goes
-        back).
+        The message is stamped when it arrived or was read (``options.stamp_arrivals``),
+        not once the wire lock is ours: taking the lock yields to the scheduler, and what
+        Twilio would play does not wait for this caller's echo sends. Playback may have
+        been advanced past ``now`` meanwhile (by this caller's frame ticks): it takes
+        audio as of its arrival and marks and clears at its own clock, which never goes
+        back (:class:`TwilioPlayback`).
         """
         async with self._wire_lock:
-            now = max(now, self.playback.now)
             if isinstance(message, wire.MediaIn):
                 echoes = self.playback.push_media(message.payload, now)
                 self._counters.media_received += 1

@@ -217,9 +217,13 @@ class TwilioPlayback:
     def push_media(self, payload: bytes, now: float) -> list[str]:
         """Buffer ``payload`` (μ-law) arriving at ``now``; return marks reached before it.
 
-        An empty payload changes nothing.
+        ``now`` may be before the time playback was advanced to (the message arrived, and
+        its reader got to it after the clock had moved on): it is buffered as of its
+        arrival, so it starts playing then, or where the audio before it ends, and leaves
+        no gap that was never there; the clock does not go back. An empty payload changes
+        nothing.
         """
-        reached = self.advance(now)
+        reached = self.advance(max(now, self._now))
         if not payload:
             return reached
         idle = self._idle(now)
@@ -246,8 +250,10 @@ class TwilioPlayback:
     def push_mark(self, name: str, now: float) -> list[str]:
         """Queue mark ``name`` behind the buffered audio; return the marks to echo now.
 
-        The result ends with ``name`` itself when nothing is buffered.
+        The result ends with ``name`` itself when nothing is buffered. A ``now`` before
+        the playback's clock is taken as the clock: an echo cannot leave in the past.
         """
+        now = max(now, self._now)
         reached = self.advance(now)
         self._marks_received += 1
         parsed = parse_mark_name(name)
@@ -263,8 +269,10 @@ class TwilioPlayback:
         """Empty the buffer at ``now`` and echo every pending mark.
 
         The chunk playing at ``now`` keeps its played part; everything after the
-        playhead is discarded.
+        playhead is discarded. A ``now`` before the playback's clock is taken as the clock:
+        what was played up to it, and the marks echoed, stay so.
         """
+        now = max(now, self._now)
         played_marks = self.advance(now)
         was_playing = not self._idle(now)
         cleared: list[str] = []

@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,6 +36,7 @@ from loguru import logger
 
 from bridge.runtime.http import HttpLimits, HttpRequest, HttpResponse, serve_http
 from bridge.runtime.websocket import WebSocket, WebSocketClosed
+from bridge.sim.arrival import ArrivalStampedStream
 from bridge.sim.upstream_config import ProtocolError
 from bridge.sim.upstream_conversation import (
     ConversationItem,
@@ -101,6 +103,11 @@ class SimUpstreamOptions:
     """Scripted function calls: the reply to caller turn N calls a tool."""
     short_reply_ms: int = _SESSION_DEFAULTS.short_reply_ms
     clock: Callable[[], float] = trio.current_time
+    stamp_arrivals: bool = False
+    """Stamp each received message (``SimSession.received``) with when it reached this
+    socket (the kernel's receive time), not when the session's task read it: the service
+    takes audio in as it arrives, and a loaded sim reads late. ``clock`` must tick at wall
+    rate (a real clock, not Trio's autojump)."""
 
     def session_settings(self) -> SessionSettings:
         """The per-session part of these options (same field names)."""
@@ -272,7 +279,9 @@ class SimUpstream:
         host = self.options.host
         limits = HttpLimits(max_ws_message_bytes=MAX_MESSAGE_SIZE)
         async with trio.open_nursery() as nursery:
-            _, port = await nursery.start(serve_http, self, host, self.options.port, limits)
+            wrap = ArrivalStampedStream if self.options.stamp_arrivals else None
+            serve = partial(serve_http, websocket_stream=wrap)
+            _, port = await nursery.start(serve, self, host, self.options.port, limits)
             netloc = f"[{host}]" if ":" in host else host
             self._url = f"ws://{netloc}:{port}/v1/realtime?model=gpt-realtime"
             task_status.started(self._url)
@@ -378,6 +387,7 @@ class SimUpstream:
         self, ws: WebSocket, sim: SimSession, inbox: trio.MemorySendChannel[_InboxItem]
     ) -> None:
         clock = self.options.clock
+        arrivals = ws.stream if isinstance(ws.stream, ArrivalStampedStream) else None
         async with inbox:
             while True:
                 # Stalled: nothing reads the socket, so pings go unanswered.
@@ -386,7 +396,8 @@ class SimUpstream:
                 if data is None:
                     await inbox.send(_PeerClosed(ws.close_code or 1006, ws.close_reason or None))
                     return
-                await inbox.send(_Frame(clock(), data))
+                now = clock()
+                await inbox.send(_Frame(now if arrivals is None else arrivals.arrival(now), data))
 
     async def _drive(
         self,
