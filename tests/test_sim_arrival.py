@@ -63,6 +63,8 @@ async def test_a_late_read_is_stamped_when_the_bytes_arrived() -> None:
             after = time.monotonic()
             time.sleep(STALL_S)  # noqa: ASYNC251 -- the stall is the point: a blocked loop
             assert await stamped.receive_some() == b"media"
+            await stamped.send_all(b"echo")
+            assert await server.receive_some() == b"echo"
             read_at = time.monotonic()
             arrived = stamped.arrival(read_at)
     assert before - SLACK_S <= arrived <= after + SLACK_S
@@ -78,9 +80,13 @@ async def test_closed_and_reset_sockets_raise_trio_stream_errors() -> None:
         await server.aclose()
         with pytest.raises(trio.BrokenResourceError):
             await stamped.receive_some()
+        with pytest.raises(trio.BrokenResourceError):
+            await stamped.send_all(b"x")  # the reset was read: EPIPE at once
         await stamped.aclose()
         with pytest.raises(trio.ClosedResourceError):
             await stamped.receive_some()
+        with pytest.raises(trio.ClosedResourceError):
+            await stamped.send_all(b"x")
         with pytest.raises(ValueError, match="max_bytes"):
             await stamped.receive_some(0)
 

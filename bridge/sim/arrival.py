@@ -17,6 +17,7 @@ run, so the first messages of each connection are stamped too.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import struct
 import time
@@ -38,7 +39,8 @@ _RECEIVE_BYTES: Final = 65536
 class ArrivalStampedStream(trio.abc.Stream):
     """``stream`` with the kernel receive time of the bytes it last returned.
 
-    Reads go straight to the socket's ``recvmsg``; writes and closing go to ``stream``.
+    Reads go to the socket's ``recvmsg``, writes straight to its descriptor; closing goes to
+    ``stream``.
     Socket errors become trio's stream errors, as :class:`trio.SocketStream` raises them.
     Raises :class:`OSError` at construction when the platform has no ``SO_TIMESTAMPNS``.
     """
@@ -71,7 +73,20 @@ class ArrivalStampedStream(trio.abc.Stream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        """Straight to the socket, waiting only while the kernel's buffer is full, as the
+        bridge's own WebSocket writes: trio's ``send_all`` would yield after every write,
+        and these streams carry a whole bench's traffic in one process."""
+        view = memoryview(data)
+        while view:
+            fd = self._socket.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("this socket was already closed")
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(fd)
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
