@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -34,9 +34,9 @@ SLACK_S = 0.002
 
 
 @pytest.fixture(autouse=True)
-def stamping() -> Iterator[None]:
+async def stamping() -> AsyncIterator[None]:
     """Stamping on before the first connection (Linux starts it a moment after asked)."""
-    with kernel_stamping() as working:
+    async with kernel_stamping() as working:
         assert working, "this kernel does not stamp received packets"
         yield
 

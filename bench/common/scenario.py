@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Generic
@@ -124,8 +124,10 @@ async def run_scenario(
     warm_reply_audio(sim_options.session_settings(), WARM_RESPONSES)
     log_path = out_dir / log_name
     wall_minus_mono = time.time() - time.monotonic()
-    with ExitStack() as stamping:
-        if sim_options.stamp_arrivals and not stamping.enter_context(kernel_stamping()):
+    async with AsyncExitStack() as stamping:
+        if sim_options.stamp_arrivals and not await stamping.enter_async_context(
+            kernel_stamping()
+        ):
             logger.warning("the kernel stamps no received packet: messages are timed at read")
         async with trio.open_nursery() as nursery:
             sim_url: str = await nursery.start(sim.serve)

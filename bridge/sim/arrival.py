@@ -21,8 +21,8 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Final
 
 import trio
@@ -112,10 +112,11 @@ _PROBE_GAP_S: Final = 0.002
 read is the kernel's, not the read's."""
 
 
-@contextmanager
-def kernel_stamping() -> Iterator[bool]:
+@asynccontextmanager
+async def kernel_stamping() -> AsyncIterator[bool]:
     """Keep the kernel's receive stamping on while inside; yields whether it was seen to
-    work within :data:`STAMPING_TIMEOUT_S` (a blocking wait of a few ms at most, normally).
+    work within :data:`STAMPING_TIMEOUT_S` (a few ms, normally; the probes wait on trio's
+    clock, so other tasks run meanwhile).
 
     It holds a loopback UDP socket that asks for stamps, and probes it with datagrams
     until one is stamped before it was read. Raises :class:`OSError` if loopback UDP is
@@ -125,16 +126,16 @@ def kernel_stamping() -> Iterator[bool]:
         held.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         held.bind(("127.0.0.1", 0))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as prober:
-            give_up = time.monotonic() + STAMPING_TIMEOUT_S
             working = False
-            while not working and time.monotonic() < give_up:
-                prober.sendto(b"?", held.getsockname())
-                time.sleep(_PROBE_GAP_S)
-                _, ancillary, _, _ = held.recvmsg(1, _ANCILLARY_BYTES)
-                read_ns = time.time_ns()
-                for level, kind, payload in ancillary:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
-                        age_ns = read_ns - (seconds * 1_000_000_000 + nanoseconds)
-                        working = age_ns >= _PROBE_GAP_S * 0.75 * 1e9
+            with trio.move_on_after(STAMPING_TIMEOUT_S):
+                while not working:
+                    prober.sendto(b"?", held.getsockname())
+                    await trio.sleep(_PROBE_GAP_S)
+                    _, ancillary, _, _ = held.recvmsg(1, _ANCILLARY_BYTES)
+                    read_ns = time.time_ns()
+                    for level, kind, payload in ancillary:
+                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                            seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                            age_ns = read_ns - (seconds * 1_000_000_000 + nanoseconds)
+                            working = age_ns >= _PROBE_GAP_S * 0.75 * 1e9
         yield working
